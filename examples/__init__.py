@@ -1,0 +1,1 @@
+"""Runnable examples of Hearth handlers; importable as ``examples.*`` from the repo root."""

@@ -1,0 +1,1 @@
+"""Image-to-PDF: the reference handler of the seed, in Python (see README.md)."""

@@ -1,0 +1,182 @@
+"""The HTTP core of the client: one keep-alive connection pool and the error mapping.
+
+Every request of :class:`hearth.client.AsyncClient` goes through :class:`HttpCore`, so
+there is one place that turns an error answer (``{"error": ..., "code": ...}``) back
+into the :mod:`hearth.errors` class the coordinator raised, and one place that turns a
+refused connection or a timeout into :class:`hearth.errors.Unavailable` with a sentence
+saying what to do.
+
+It must never put the token into a message, a log line or an exception: the token
+lives in the ``Authorization`` header of the pool and nowhere else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import orjson
+from pydantic import BaseModel
+
+from hearth import __version__
+from hearth.errors import (
+    Conflict,
+    Forbidden,
+    HearthError,
+    InvalidTransition,
+    NotFound,
+    PayloadTooLarge,
+    StaleLease,
+    Unauthorized,
+    Unavailable,
+    ValidationError,
+)
+
+_KNOWN: tuple[type[HearthError], ...] = (
+    ValidationError, PayloadTooLarge, NotFound, Conflict, InvalidTransition, StaleLease,
+    Unauthorized, Forbidden, Unavailable,
+)
+_BY_CODE: dict[str, type[HearthError]] = {cls.code: cls for cls in _KNOWN}
+_BY_STATUS: dict[int, type[HearthError]] = {
+    422: ValidationError, 400: ValidationError, 413: PayloadTooLarge, 404: NotFound,
+    409: Conflict, 401: Unauthorized, 403: Forbidden, 503: Unavailable,
+}
+
+Params = Sequence[tuple[str, str | int | float]] | Mapping[str, str | int | float]
+
+
+def error_for(status: int, code: str | None, message: str | None) -> HearthError:
+    """The :mod:`hearth.errors` instance for an error answer (or a batch item's error).
+
+    The ``code`` decides when it is known (``stale_lease`` is a 409 like ``conflict``,
+    but a different class); otherwise the status does.
+    """
+    cls = _BY_CODE.get(code or "") or _BY_STATUS.get(status)
+    text = message or f"the coordinator answered with status {status}"
+    if cls is None:
+        err = HearthError(text)
+        err.status = status
+        if code:
+            err.code = code
+        return err
+    return cls(text)
+
+
+def _error_from_response(response: httpx.Response, url: str) -> HearthError:
+    try:
+        body = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("error"), str):
+        code = body.get("code")
+        return error_for(response.status_code, code if isinstance(code, str) else None,
+                         body["error"])
+    return error_for(
+        response.status_code, None,
+        f"the coordinator at {url} answered {response.status_code} "
+        f"{response.reason_phrase or ''}".rstrip() + " without an error description",
+    )
+
+
+def unavailable(url: str, exc: Exception, timeout: float | None = None) -> Unavailable:
+    """A sentence for a connection that failed; never includes headers or the token."""
+    if isinstance(exc, httpx.TimeoutException):
+        within = f" within {timeout:g} s" if timeout else ""
+        return Unavailable(
+            f"the Hearth coordinator at {url} did not answer{within} "
+            f"({type(exc).__name__}); it may be overloaded or stopped: is the coordinator "
+            "running? start it with `hearth up`"
+        )
+    detail = str(exc) or type(exc).__name__
+    return Unavailable(
+        f"could not reach the Hearth coordinator at {url} ({detail}); is the coordinator "
+        "running? start it with `hearth up`"
+    )
+
+
+def model_body(model: BaseModel) -> bytes:
+    """JSON for a request model. Only fields the caller set are sent, so the server's
+    defaults apply and ``payload`` keeps its meaning (set = JSON, unset = no payload)."""
+    return model.model_dump_json(exclude_unset=True).encode()
+
+
+class HttpCore:
+    """A pooled HTTP/1.1 connection to one coordinator, with errors mapped."""
+
+    def __init__(self, url: str, token: str | None, *, timeout: float,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+        headers = {"user-agent": f"hearth-python/{__version__}"}
+        if token:
+            headers["authorization"] = f"Bearer {token}"
+        self.url = url
+        self.timeout = timeout
+        self._http = httpx.AsyncClient(
+            base_url=url,
+            headers=headers,
+            timeout=timeout,
+            transport=transport,
+            limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
+        )
+
+    @property
+    def closed(self) -> bool:
+        return self._http.is_closed
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    def _timeout(self, extra: float) -> httpx.Timeout:
+        """The client timeout, lengthened for a long-poll that waits ``extra`` seconds."""
+        return httpx.Timeout(self.timeout + extra, connect=self.timeout)
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: bytes | None = None,
+        params: Params | None = None,
+        content: Any = None,
+        headers: Mapping[str, str] | None = None,
+        wait: float = 0.0,
+    ) -> httpx.Response:
+        """Send one request; raise the mapped error for any status of 400 or more."""
+        all_headers = dict(headers or {})
+        if body is not None:
+            all_headers["content-type"] = "application/json"
+            content = body
+        try:
+            response = await self._http.request(
+                method, path, content=content, params=params, headers=all_headers,
+                timeout=self._timeout(wait) if wait else httpx.USE_CLIENT_DEFAULT,
+            )
+        except httpx.TransportError as exc:
+            raise unavailable(self.url, exc, self.timeout + wait) from exc
+        if response.status_code >= 400:
+            raise _error_from_response(response, self.url)
+        return response
+
+    @asynccontextmanager
+    async def stream(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Params | None = None,
+        headers: Mapping[str, str] | None = None,
+        read_timeout: float | None = None,
+    ) -> AsyncIterator[httpx.Response]:
+        """A streamed answer; transport errors while reading it become ``Unavailable``."""
+        timeout = httpx.Timeout(
+            self.timeout if read_timeout is None else read_timeout, connect=self.timeout)
+        try:
+            async with self._http.stream(method, path, params=params, headers=headers,
+                                         timeout=timeout) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    raise _error_from_response(response, self.url)
+                yield response
+        except httpx.TransportError as exc:
+            raise unavailable(self.url, exc, read_timeout) from exc

@@ -1,0 +1,397 @@
+"""The SQL Store: every Store-port operation, written once for SQLite and PostgreSQL.
+
+Each operation is one transaction: load the rows it changes under a lock (SQLite's
+single ``BEGIN IMMEDIATE`` writer; PostgreSQL ``FOR UPDATE``, ``SKIP LOCKED`` for
+leasing and reaping), compute the new state with the pure transitions of
+:mod:`hearth.domain.transitions`, write the rows and append the events, commit.
+No state rule is decided here. Never build SQL from caller strings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, and_, bindparam, delete, func, insert, or_, select, update
+
+from hearth.domain import transitions as tr
+from hearth.domain.jobs import ErrorInfo, Event, Job, JobSpec, JobState, Result
+from hearth.errors import Forbidden, HearthError, NotFound, ValidationError
+from hearth.store.port import (
+    FinishItem,
+    HeartbeatItem,
+    ItemResult,
+    JobFilter,
+    Node,
+    Page,
+    QueueCount,
+    Submitted,
+)
+from hearth.store.sql import codec
+from hearth.store.sql.backend import Backend
+from hearth.store.sql.schema import job_blobs, job_events, jobs, nodes
+
+_LEASABLE = (JobState.QUEUED.value, JobState.FAILED.value)
+_TERMINAL = (JobState.SUCCEEDED.value, JobState.DEAD.value, JobState.CANCELLED.value)
+_JOB_COLUMNS = [c for c in jobs.c if c.name != "seq"]
+
+_UPDATE_JOB = (
+    update(jobs)
+    .where(jobs.c.id == bindparam("_id"))
+    .values({name: bindparam(name) for name in codec.MUTABLE_COLUMNS})
+)
+
+
+def _update_params(job: Job) -> dict[str, Any]:
+    row = codec.job_to_row(job)
+    params = {name: row[name] for name in codec.MUTABLE_COLUMNS}
+    params["_id"] = job.id
+    return params
+
+
+class SqlStore:
+    """Implements :class:`hearth.store.port.Store` on a :class:`Backend`."""
+
+    def __init__(self, backend: Backend) -> None:
+        self._b = backend
+        self.backend = backend.name
+
+    # -- shared writes -------------------------------------------------------------------
+    def _save(self, conn: Connection, changed: Sequence[tuple[Job, Event | None]]) -> None:
+        if not changed:
+            return
+        conn.execute(_UPDATE_JOB, [_update_params(job) for job, _ in changed])
+        events = [codec.event_to_row(ev) for _, ev in changed if ev is not None]
+        if events:
+            conn.execute(insert(job_events), events)
+        blob_rows = [
+            {"job_id": job.id, "digest": digest}
+            for job, _ in changed
+            if job.result is not None
+            for digest in {b.digest for b in job.result.blobs}
+        ]
+        if blob_rows:
+            self._insert_blob_refs(conn, blob_rows)
+        leasable = {job.kind for job, _ in changed if job.state.value in _LEASABLE}
+        self._b.notify(conn, leasable)
+
+    def _insert_blob_refs(self, conn: Connection, rows: list[dict[str, str]]) -> None:
+        existing = {
+            (r.job_id, r.digest)
+            for r in conn.execute(
+                select(job_blobs.c.job_id, job_blobs.c.digest).where(
+                    job_blobs.c.job_id.in_({r["job_id"] for r in rows}))
+            )
+        }
+        fresh = [r for r in rows if (r["job_id"], r["digest"]) not in existing]
+        if fresh:
+            conn.execute(insert(job_blobs), fresh)
+
+    def _load(self, conn: Connection, ids: Iterable[str], *, lock: bool) -> dict[str, Job]:
+        wanted = sorted(set(ids))
+        if not wanted:
+            return {}
+        query = select(*_JOB_COLUMNS).where(jobs.c.id.in_(wanted)).order_by(jobs.c.id)
+        if lock:
+            query = query.with_for_update()
+        return {row.id: codec.job_from_row(row._mapping) for row in conn.execute(query)}
+
+    def _load_one(self, conn: Connection, job_id: str, *, lock: bool) -> Job:
+        found = self._load(conn, [job_id], lock=lock).get(job_id)
+        if found is None:
+            raise NotFound(f"job {job_id} does not exist (it may have been purged by retention)")
+        return found
+
+    # -- jobs ----------------------------------------------------------------------------
+    def submit(self, specs: Sequence[JobSpec], *, now: float,
+               new_id: Callable[[], str]) -> list[Submitted]:
+        with self._b.write() as conn:
+            keyed = {(s.namespace, s.idempotency_key) for s in specs if s.idempotency_key}
+            existing: dict[tuple[str, str], Job] = {}
+            if keyed:
+                clauses = [and_(jobs.c.namespace == ns, jobs.c.idempotency_key == key)
+                           for ns, key in keyed]
+                for row in conn.execute(select(*_JOB_COLUMNS).where(or_(*clauses))):
+                    existing[(row.namespace, row.idempotency_key)] = codec.job_from_row(
+                        row._mapping)
+            out: list[Submitted] = []
+            created: list[tuple[Job, Event]] = []
+            for spec in specs:
+                key = (spec.namespace, spec.idempotency_key) if spec.idempotency_key else None
+                if key is not None and key in existing:
+                    out.append(Submitted(existing[key], created=False))
+                    continue
+                job, ev = tr.create(spec, new_id(), now)
+                created.append((job, ev))
+                out.append(Submitted(job, created=True))
+                if key is not None:
+                    existing[key] = job
+            if created:
+                conn.execute(insert(jobs), [codec.job_to_row(j) for j, _ in created])
+                conn.execute(insert(job_events), [codec.event_to_row(e) for _, e in created])
+                refs = [{"job_id": j.id, "digest": d} for j, _ in created
+                        for d in {b.digest for b in j.input_blobs}]
+                if refs:
+                    conn.execute(insert(job_blobs), refs)
+                self._b.notify(conn, {j.kind for j, _ in created})
+            return out
+
+    def get(self, job_id: str) -> Job:
+        with self._b.read() as conn:
+            return self._load_one(conn, job_id, lock=False)
+
+    def list_jobs(self, flt: JobFilter, *, limit: int = 100, cursor: str | None = None) -> Page:
+        if not 1 <= limit <= 1000:
+            raise ValidationError("limit must be between 1 and 1000")
+        query = select(jobs.c.seq, *_JOB_COLUMNS).order_by(jobs.c.seq.desc()).limit(limit + 1)
+        if cursor is not None:
+            if not cursor.startswith("c") or not cursor[1:].isdigit():
+                raise ValidationError(f"cursor {cursor[:40]!r} is not valid: pass back the "
+                                      "next_cursor of the previous page")
+            query = query.where(jobs.c.seq < int(cursor[1:]))
+        if flt.namespace:
+            query = query.where(jobs.c.namespace == flt.namespace)
+        if flt.kinds:
+            query = query.where(jobs.c.kind.in_(flt.kinds))
+        if flt.states:
+            query = query.where(jobs.c.state.in_([s.value for s in flt.states]))
+        if flt.worker:
+            query = query.where(jobs.c.worker == flt.worker)
+        if flt.parent:
+            query = query.where(jobs.c.parent == flt.parent)
+        for key, value in flt.labels:
+            query = query.where(self._b.label_equals(key, value))
+        with self._b.read() as conn:
+            rows = list(conn.execute(query))
+        more = len(rows) > limit
+        rows = rows[:limit]
+        found = [codec.job_from_row(r._mapping) for r in rows]
+        return Page(found, f"c{rows[-1].seq}" if more and rows else None)
+
+    def events(self, *, job_id: str | None = None, after: int = 0, limit: int = 1000,
+               namespace: str | None = None) -> list[Event]:
+        query = select(job_events).where(job_events.c.seq > after)
+        if job_id is not None:
+            query = query.where(job_events.c.job_id == job_id)
+        if namespace is not None:
+            query = query.where(job_events.c.namespace == namespace)
+        query = query.order_by(job_events.c.seq).limit(limit)
+        with self._b.read() as conn:
+            rows = list(conn.execute(query))
+            if job_id is not None and not rows and after == 0:
+                self._load_one(conn, job_id, lock=False)
+        return [codec.event_from_row(r._mapping) for r in rows]
+
+    def last_event_seq(self) -> int:
+        with self._b.read() as conn:
+            return int(conn.execute(select(func.max(job_events.c.seq))).scalar() or 0)
+
+    # -- leasing and outcomes ------------------------------------------------------------
+    def lease(self, *, worker: str, kinds: Sequence[str], limit: int, now: float,
+              new_token: Callable[[], str], namespaces: Sequence[str] = ()) -> list[Job]:
+        if limit < 1 or not kinds:
+            return []
+        with self._b.write() as conn:
+            candidates: list[Any] = []
+            for kind in sorted(set(kinds)):
+                query = (
+                    select(jobs.c.seq, *_JOB_COLUMNS)
+                    .where(jobs.c.kind == kind, jobs.c.state.in_(_LEASABLE),
+                           jobs.c.run_at <= now)
+                    .order_by(jobs.c.priority.desc(), jobs.c.run_at, jobs.c.seq)
+                    .limit(limit)
+                    .with_for_update(skip_locked=True)
+                )
+                if namespaces:
+                    query = query.where(jobs.c.namespace.in_(namespaces))
+                candidates.extend(conn.execute(query))
+            if len(kinds) > 1:
+                candidates.sort(key=lambda r: (-r.priority, r.run_at, r.seq))
+            changed = [
+                tr.lease(codec.job_from_row(r._mapping), worker=worker, token=new_token(),
+                         now=now)
+                for r in candidates[:limit]
+            ]
+            self._save(conn, changed)
+            self._touch(conn, worker, now)
+            return [job for job, _ in changed]
+
+    def heartbeat(self, items: Sequence[HeartbeatItem], *, worker: str,
+                  now: float) -> list[ItemResult]:
+        with self._b.write() as conn:
+            current = self._load(conn, (i.job_id for i in items), lock=True)
+            results: list[ItemResult] = []
+            changed: list[tuple[Job, Event | None]] = []
+            for item in items:
+                try:
+                    job = self._own(current, item.job_id, item.token, worker, now)
+                    new, ev = tr.heartbeat(job, token=item.token, now=now,
+                                           progress=item.progress)
+                except HearthError as exc:
+                    results.append(ItemResult(item.job_id, error=exc))
+                    continue
+                current[item.job_id] = new
+                changed.append((new, ev))
+                results.append(ItemResult(item.job_id, job=new))
+            self._save(conn, changed)
+            self._touch(conn, worker, now)
+            return results
+
+    @staticmethod
+    def _own(current: dict[str, Job], job_id: str, token: str, worker: str, now: float) -> Job:
+        job = current.get(job_id)
+        if job is None:
+            raise NotFound(f"job {job_id} does not exist")
+        tr.check_lease(job, token, now)
+        if job.worker != worker:
+            raise Forbidden(f"job {job_id} is leased to another worker, not {worker}")
+        return job
+
+    def finish(self, items: Sequence[FinishItem], *, worker: str, now: float,
+               rand: Callable[[], float]) -> list[ItemResult]:
+        with self._b.write() as conn:
+            current = self._load(conn, (i.job_id for i in items), lock=True)
+            results: list[ItemResult] = []
+            changed: list[tuple[Job, Event | None]] = []
+            for item in items:
+                try:
+                    job = self._own(current, item.job_id, item.token, worker, now)
+                    new, ev = self._outcome(job, item, now, rand)
+                except HearthError as exc:
+                    results.append(ItemResult(item.job_id, error=exc))
+                    continue
+                current[item.job_id] = new
+                changed.append((new, ev))
+                results.append(ItemResult(item.job_id, job=new))
+            self._save(conn, changed)
+            return results
+
+    @staticmethod
+    def _outcome(job: Job, item: FinishItem, now: float,
+                 rand: Callable[[], float]) -> tuple[Job, Event]:
+        if item.outcome == "succeeded":
+            return tr.succeed(job, token=item.token, now=now, result=item.result or Result())
+        if item.outcome == "failed":
+            error = item.error or ErrorInfo("the worker reported a failure without a message")
+            return tr.fail(job, token=item.token, now=now, error=error, rand=rand())
+        if item.outcome == "cancelled":
+            return tr.acknowledge_cancel(job, token=item.token, now=now)
+        if item.outcome == "released":
+            return tr.release(job, token=item.token, now=now)
+        raise ValidationError(f"unknown outcome {item.outcome!r}")
+
+    def expire_leases(self, *, now: float, rand: Callable[[], float],
+                      limit: int = 500) -> list[Job]:
+        with self._b.write() as conn:
+            query = (
+                select(*_JOB_COLUMNS)
+                .where(jobs.c.state == JobState.LEASED.value, jobs.c.lease_expires_at <= now)
+                .order_by(jobs.c.lease_expires_at)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            )
+            changed = [tr.expire(codec.job_from_row(r._mapping), now=now, rand=rand())
+                       for r in conn.execute(query)]
+            self._save(conn, changed)
+            return [job for job, _ in changed]
+
+    def cancel(self, job_id: str, *, now: float) -> Job:
+        with self._b.write() as conn:
+            new, ev = tr.cancel(self._load_one(conn, job_id, lock=True), now=now)
+            self._save(conn, [(new, ev)])
+            return new
+
+    def retry(self, job_id: str, *, now: float) -> Job:
+        with self._b.write() as conn:
+            new, ev = tr.retry(self._load_one(conn, job_id, lock=True), now=now)
+            self._save(conn, [(new, ev)])
+            return new
+
+    def next_wakeup(self, *, kinds: Sequence[str], now: float) -> float | None:
+        if not kinds:
+            return None
+        query = select(func.min(jobs.c.run_at)).where(
+            jobs.c.kind.in_(list(kinds)), jobs.c.state.in_(_LEASABLE), jobs.c.run_at > now)
+        with self._b.read() as conn:
+            value = conn.execute(query).scalar()
+        return None if value is None else float(value)
+
+    def next_lease_expiry(self) -> float | None:
+        query = select(func.min(jobs.c.lease_expires_at)).where(
+            jobs.c.state == JobState.LEASED.value)
+        with self._b.read() as conn:
+            value = conn.execute(query).scalar()
+        return None if value is None else float(value)
+
+    def counts(self) -> list[QueueCount]:
+        query = select(jobs.c.namespace, jobs.c.kind, jobs.c.state, func.count()).group_by(
+            jobs.c.namespace, jobs.c.kind, jobs.c.state)
+        with self._b.read() as conn:
+            return [QueueCount(ns, kind, JobState(state), int(n))
+                    for ns, kind, state, n in conn.execute(query)]
+
+    def purge_finished(self, *, before: float, limit: int = 1000) -> int:
+        with self._b.write() as conn:
+            ids = [r.id for r in conn.execute(
+                select(jobs.c.id).where(jobs.c.finished_at < before,
+                                        jobs.c.state.in_(_TERMINAL))
+                .order_by(jobs.c.finished_at).limit(limit))]
+            if not ids:
+                return 0
+            conn.execute(delete(job_events).where(job_events.c.job_id.in_(ids)))
+            conn.execute(delete(job_blobs).where(job_blobs.c.job_id.in_(ids)))
+            conn.execute(delete(jobs).where(jobs.c.id.in_(ids)))
+            return len(ids)
+
+    def referenced_digests(self, digests: Iterable[str]) -> set[str]:
+        wanted = sorted(set(digests))
+        found: set[str] = set()
+        with self._b.read() as conn:
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start:start + 500]
+                found.update(r.digest for r in conn.execute(
+                    select(job_blobs.c.digest).where(job_blobs.c.digest.in_(chunk)).distinct()))
+        return found
+
+    # -- nodes ---------------------------------------------------------------------------
+    def register_node(self, node: Node, *, now: float) -> Node:
+        with self._b.write() as conn:
+            row = conn.execute(select(nodes).where(nodes.c.name == node.name)).first()
+            registered = row.registered_at if row is not None else now
+            values = codec.node_to_row(node) | {"registered_at": registered, "last_seen": now}
+            if row is None:
+                conn.execute(insert(nodes), values)
+            else:
+                conn.execute(update(nodes).where(nodes.c.name == node.name).values(values))
+            return codec.node_from_row(values, in_flight=self._in_flight(conn).get(node.name, 0))
+
+    def _touch(self, conn: Connection, name: str, now: float) -> None:
+        conn.execute(update(nodes).where(nodes.c.name == name).values(last_seen=now))
+
+    def touch_node(self, name: str, *, now: float) -> None:
+        with self._b.write() as conn:
+            self._touch(conn, name, now)
+
+    @staticmethod
+    def _in_flight(conn: Connection) -> dict[str, int]:
+        query = select(jobs.c.worker, func.count()).where(
+            jobs.c.state == JobState.LEASED.value).group_by(jobs.c.worker)
+        return {w: int(n) for w, n in conn.execute(query)}
+
+    def list_nodes(self) -> list[Node]:
+        with self._b.read() as conn:
+            flight = self._in_flight(conn)
+            rows = list(conn.execute(select(nodes).order_by(nodes.c.name)))
+        return [codec.node_from_row(r._mapping, flight.get(r.name, 0)) for r in rows]
+
+    # -- notifications and lifecycle -----------------------------------------------------
+    def subscribe(self, callback: Callable[[set[str]], None]) -> Callable[[], None] | None:
+        return self._b.subscribe(callback)
+
+    def ping(self) -> None:
+        with self._b.read() as conn:
+            conn.exec_driver_sql("SELECT 1")
+
+    def close(self) -> None:
+        self._b.dispose()
+

@@ -1,0 +1,148 @@
+"""The declared schema, one for SQLite and PostgreSQL (SQLAlchemy Core).
+
+Migrations in ``migrations/versions`` must produce exactly this; a test compares the
+migrated database with this metadata on both backends. Change both together.
+
+Indexes follow the hot queries:
+- ``ix_jobs_lease``: leasing scans due jobs of one kind in (priority desc, run_at, seq)
+  order; partial on the leasable states so finished jobs never slow it down;
+- ``ix_jobs_due``: the earliest future ``run_at`` per kind (waking long-polls);
+- ``ix_jobs_leased``: lease expiry for the reaper; ``ix_jobs_finished``: retention.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Double,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+
+metadata = MetaData()
+
+#: An auto-incrementing 64-bit key: SQLite's rowid, PostgreSQL's identity column.
+_SEQ = BigInteger().with_variant(Integer(), "sqlite")
+_LEASABLE = text("state IN ('queued', 'failed')")
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("seq", _SEQ, primary_key=True, autoincrement=True),
+    Column("id", String(40), nullable=False, unique=True),
+    Column("namespace", String(63), nullable=False),
+    Column("kind", String(64), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("payload", LargeBinary, nullable=False),
+    Column("payload_type", String(8), nullable=False),
+    Column("input_blobs", Text, nullable=False),
+    Column("priority", Integer, nullable=False),
+    Column("run_at", Double, nullable=False),
+    Column("max_attempts", Integer, nullable=False),
+    Column("backoff_initial", Double, nullable=False),
+    Column("backoff_max", Double, nullable=False),
+    Column("backoff_multiplier", Double, nullable=False),
+    Column("backoff_jitter", Double, nullable=False),
+    Column("lease_ttl", Double, nullable=False),
+    Column("timeout", Double, nullable=True),
+    Column("idempotency_key", String(200), nullable=True),
+    Column("labels", Text, nullable=False),
+    Column("parent", String(200), nullable=True),
+    Column("attempt", Integer, nullable=False),
+    Column("failures", Integer, nullable=False),
+    Column("lease_token", String(64), nullable=True),
+    Column("worker", String(200), nullable=True),
+    Column("leased_at", Double, nullable=True),
+    Column("lease_expires_at", Double, nullable=True),
+    Column("cancel_requested", Boolean, nullable=False),
+    Column("progress_percent", Double, nullable=True),
+    Column("progress_message", Text, nullable=True),
+    Column("result_payload", LargeBinary, nullable=True),
+    Column("result_type", String(8), nullable=True),
+    Column("result_blobs", Text, nullable=True),
+    Column("error_message", Text, nullable=True),
+    Column("error_type", String(200), nullable=True),
+    Column("error_retryable", Boolean, nullable=True),
+    Column("created_at", Double, nullable=False),
+    Column("updated_at", Double, nullable=False),
+    Column("finished_at", Double, nullable=True),
+    UniqueConstraint("namespace", "idempotency_key", name="uq_jobs_idempotency"),
+)
+
+Index(
+    "ix_jobs_lease",
+    jobs.c.kind,
+    jobs.c.priority.desc(),
+    jobs.c.run_at,
+    jobs.c.seq,
+    sqlite_where=_LEASABLE,
+    postgresql_where=_LEASABLE,
+)
+Index(
+    "ix_jobs_due",
+    jobs.c.kind,
+    jobs.c.run_at,
+    sqlite_where=_LEASABLE,
+    postgresql_where=_LEASABLE,
+)
+Index(
+    "ix_jobs_leased",
+    jobs.c.lease_expires_at,
+    sqlite_where=text("state = 'leased'"),
+    postgresql_where=text("state = 'leased'"),
+)
+Index(
+    "ix_jobs_finished",
+    jobs.c.finished_at,
+    sqlite_where=text("finished_at IS NOT NULL"),
+    postgresql_where=text("finished_at IS NOT NULL"),
+)
+Index("ix_jobs_parent", jobs.c.parent)
+
+job_events = Table(
+    "job_events",
+    metadata,
+    Column("seq", _SEQ, primary_key=True, autoincrement=True),
+    Column("job_id", String(40), nullable=False),
+    Column("namespace", String(63), nullable=False),
+    Column("kind", String(64), nullable=False),
+    Column("type", String(32), nullable=False),
+    Column("at", Double, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("worker", String(200), nullable=True),
+    Column("data", Text, nullable=False),
+)
+Index("ix_job_events_job", job_events.c.job_id, job_events.c.seq)
+
+#: Which blobs each job references (inputs and outputs), for blob garbage collection.
+job_blobs = Table(
+    "job_blobs",
+    metadata,
+    Column("job_id", String(40), primary_key=True),
+    Column("digest", String(64), primary_key=True),
+)
+Index("ix_job_blobs_digest", job_blobs.c.digest)
+
+nodes = Table(
+    "nodes",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("kinds", Text, nullable=False),
+    Column("host", String(255), nullable=False),
+    Column("version", String(64), nullable=False),
+    Column("concurrency", Integer, nullable=False),
+    Column("labels", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("registered_at", Double, nullable=False),
+    Column("last_seen", Double, nullable=False),
+)
