@@ -16,7 +16,7 @@ from sqlalchemy import Connection, and_, bindparam, delete, func, insert, or_, s
 
 from hearth.domain import transitions as tr
 from hearth.domain.jobs import ErrorInfo, Event, Job, JobSpec, JobState, Result
-from hearth.errors import Forbidden, HearthError, NotFound, ValidationError
+from hearth.errors import Conflict, Forbidden, HearthError, NotFound, ValidationError
 from hearth.store.port import (
     FinishItem,
     HeartbeatItem,
@@ -105,6 +105,18 @@ class SqlStore:
     # -- jobs ----------------------------------------------------------------------------
     def submit(self, specs: Sequence[JobSpec], *, now: float,
                new_id: Callable[[], str]) -> list[Submitted]:
+        # Two transactions racing on one idempotency key: the loser's insert violates
+        # the unique constraint; run it again and it finds the winner's job.
+        for _ in range(3):
+            try:
+                return self._submit(specs, now, new_id)
+            except Conflict:
+                if not any(s.idempotency_key for s in specs):
+                    raise
+        return self._submit(specs, now, new_id)
+
+    def _submit(self, specs: Sequence[JobSpec], now: float,
+                new_id: Callable[[], str]) -> list[Submitted]:
         with self._b.write() as conn:
             keyed = {(s.namespace, s.idempotency_key) for s in specs if s.idempotency_key}
             existing: dict[tuple[str, str], Job] = {}

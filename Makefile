@@ -1,0 +1,47 @@
+# Hearth: the two commands a fresh machine needs are `make run` and `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export HEARTH_TEST_PG_DSN ?= postgresql://postgres@127.0.0.1:5432/test
+
+.PHONY: run test lint unit integration acceptance bench bench-pg clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+## make run: create the venv if needed, install, start Hearth (coordinator + local worker)
+run: $(STAMP)
+	$(BIN)/hearth up
+
+## make test: lint, type-check and run the whole suite (SQLite and PostgreSQL)
+test: $(STAMP) lint
+	$(BIN)/pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests examples bench
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/pytest -q tests/unit
+
+integration: $(STAMP)
+	$(BIN)/pytest -q tests/conformance tests/integration
+
+acceptance: $(STAMP)
+	$(BIN)/pytest -q tests/acceptance examples
+
+## make bench: throughput, latency and backlog figures (prints; writes bench/results/)
+bench: $(STAMP)
+	$(BIN)/python bench/throughput.py --store sqlite
+	$(BIN)/python bench/throughput.py --store postgres
+	$(BIN)/python bench/latency.py
+	$(BIN)/python bench/backlog.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
