@@ -374,13 +374,13 @@ def test_concurrent_complete_versus_reclaim_exactly_one_wins(store_url: str) -> 
                                   new_token=new_token)[0]
             barrier = threading.Barrier(2)
 
-            def complete(job=job, base=base) -> bool:
+            def complete(job=job, base=base, barrier=barrier) -> bool:
                 barrier.wait()
                 [r] = stores[0].finish([FinishItem(job.id, job.lease_token or "", "succeeded")],
                                        worker="w", now=base + 9.999, rand=rand)
                 return r.ok
 
-            def reclaim(job=job, base=base) -> bool:
+            def reclaim(job=job, base=base, barrier=barrier) -> bool:
                 barrier.wait()
                 return any(j.id == job.id for j in
                            stores[1].expire_leases(now=base + 10.001, rand=rand))

@@ -87,7 +87,7 @@ class Result:
     blobs: tuple[BlobRef, ...] = ()
 
 
-def _frozen_labels(labels: Mapping[str, str] | None) -> Mapping[str, str]:
+def frozen_labels(labels: Mapping[str, str] | None) -> Mapping[str, str]:
     return MappingProxyType(dict(labels or {}))
 
 
@@ -183,4 +183,5 @@ __all__ = [
     "PayloadType",
     "Progress",
     "Result",
+    "frozen_labels",
 ]

@@ -30,11 +30,11 @@ class Backoff:
     def __post_init__(self) -> None:
         if not self.initial > 0:
             raise ValidationError("backoff initial delay must be greater than 0 seconds")
-        if self.max < self.initial:
+        if not self.max >= self.initial:  # written so that NaN is refused too
             raise ValidationError(
                 f"backoff max ({self.max}s) must be at least the initial delay ({self.initial}s)"
             )
-        if self.multiplier < 1:
+        if not self.multiplier >= 1:
             raise ValidationError("backoff multiplier must be at least 1")
         if not 0 <= self.jitter <= 1:
             raise ValidationError("backoff jitter must be a fraction between 0 and 1")
@@ -44,13 +44,15 @@ def delay(backoff: Backoff, failures: int, rand: float) -> float:
     """Seconds to wait after the ``failures``-th failed attempt (1-based)."""
     if failures < 1:
         raise ValueError("failures counts from 1")
-    # Cap the exponent's result before it can overflow a float.
+    # Grow step by step but stop at the cap: no overflow, and at most a few hundred
+    # steps whatever the failure count (a multiplier of 1 never grows at all).
     base = backoff.initial
-    for _ in range(failures - 1):
-        base *= backoff.multiplier
-        if base >= backoff.max:
-            base = backoff.max
-            break
+    if backoff.multiplier > 1:
+        for _ in range(min(failures - 1, 2048)):
+            base *= backoff.multiplier
+            if base >= backoff.max:
+                base = backoff.max
+                break
     spread = base * backoff.jitter * (2.0 * rand - 1.0)
     return max(min(base + spread, backoff.max), min(backoff.initial, backoff.max) / 2)
 

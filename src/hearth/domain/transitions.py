@@ -29,6 +29,7 @@ from hearth.domain.jobs import (
     JobState,
     Progress,
     Result,
+    frozen_labels,
 )
 from hearth.domain.retry import GiveUp, decide
 from hearth.errors import InvalidTransition, StaleLease
@@ -68,7 +69,7 @@ def create(spec: JobSpec, job_id: str, now: float) -> Outcome:
         lease_ttl=spec.lease_ttl,
         timeout=spec.timeout,
         idempotency_key=spec.idempotency_key,
-        labels=dict(spec.labels),
+        labels=frozen_labels(spec.labels),
         parent=spec.parent,
         created_at=now,
         updated_at=now,
@@ -247,7 +248,8 @@ def cancel(job: Job, *, now: float) -> Outcome:
 
 
 def acknowledge_cancel(job: Job, *, token: str, now: float) -> Outcome:
-    """The worker stopped the handler because cancellation was requested."""
+    """The worker stopped the handler: after a cancel request, or because the handler
+    cancelled its own job (its lease token proves it holds the job)."""
     check_lease(job, token, now)
     return _cancelled(job, now, reason="the worker stopped the handler")
 

@@ -27,7 +27,7 @@ DEFAULT_MAX_PAYLOAD = 1024 * 1024
 
 
 def check_kind(kind: str) -> str:
-    if not isinstance(kind, str) or not KIND_RE.match(kind):
+    if not isinstance(kind, str) or not KIND_RE.fullmatch(kind):
         raise ValidationError(
             f"job kind {kind!r} is not valid: use 1-64 characters of a-z, 0-9, '.', '_' "
             "or '-', starting with a letter or digit"
@@ -36,7 +36,7 @@ def check_kind(kind: str) -> str:
 
 
 def check_namespace(namespace: str) -> str:
-    if not isinstance(namespace, str) or not NAMESPACE_RE.match(namespace):
+    if not isinstance(namespace, str) or not NAMESPACE_RE.fullmatch(namespace):
         raise ValidationError(
             f"namespace {namespace!r} is not valid: use 1-63 characters of a-z, 0-9 or '-', "
             "starting with a letter or digit"
@@ -46,7 +46,7 @@ def check_namespace(namespace: str) -> str:
 
 def check_digest(digest: str) -> str:
     """A blob digest is exactly 64 lowercase hex characters, nothing else (no paths)."""
-    if not isinstance(digest, str) or not DIGEST_RE.match(digest):
+    if not isinstance(digest, str) or not DIGEST_RE.fullmatch(digest):
         shown = digest if isinstance(digest, str) and len(digest) <= 80 else "<value>"
         raise ValidationError(
             f"blob digest {shown!r} is not valid: a digest is the 64 lowercase hex "
@@ -56,7 +56,7 @@ def check_digest(digest: str) -> str:
 
 
 def check_node_name(name: str) -> str:
-    if not isinstance(name, str) or not NODE_NAME_RE.match(name):
+    if not isinstance(name, str) or not NODE_NAME_RE.fullmatch(name):
         raise ValidationError(
             f"node name {name!r} is not valid: use 1-63 letters, digits, '.', '_' or '-'"
         )
@@ -67,7 +67,8 @@ def _check_seconds(name: str, value: float, *, allow_zero: bool) -> None:
     if not isinstance(value, int | float) or not math.isfinite(value):
         raise ValidationError(f"{name} must be a finite number of seconds")
     if value < 0 or (value == 0 and not allow_zero):
-        raise ValidationError(f"{name} must be {'0 or more' if allow_zero else 'more than 0'} seconds")
+        least = "0 or more" if allow_zero else "more than 0"
+        raise ValidationError(f"{name} must be {least} seconds")
     if value > MAX_SECONDS:
         raise ValidationError(f"{name} must be at most {MAX_SECONDS:.0f} seconds (ten years)")
 
@@ -94,7 +95,8 @@ def check_spec(spec: JobSpec, *, max_payload: int = DEFAULT_MAX_PAYLOAD) -> JobS
     if spec.payload_type not in ("json", "bytes"):
         raise ValidationError("payload_type must be 'json' or 'bytes'")
     check_blob_refs(spec.input_blobs)
-    if not isinstance(spec.priority, int) or abs(spec.priority) > MAX_PRIORITY:
+    if (not isinstance(spec.priority, int) or isinstance(spec.priority, bool)
+            or abs(spec.priority) > MAX_PRIORITY):
         raise ValidationError(f"priority must be a whole number between -{MAX_PRIORITY} "
                               f"and {MAX_PRIORITY}")
     _check_seconds("delay", spec.delay, allow_zero=True)
@@ -103,15 +105,16 @@ def check_spec(spec: JobSpec, *, max_payload: int = DEFAULT_MAX_PAYLOAD) -> JobS
         or spec.run_at < 0
     ):
         raise ValidationError("run_at must be a time in epoch seconds")
-    if not isinstance(spec.max_attempts, int) or spec.max_attempts < 0:
+    if (not isinstance(spec.max_attempts, int) or isinstance(spec.max_attempts, bool)
+            or spec.max_attempts < 0):
         raise ValidationError("max_attempts must be 0 (unlimited) or a positive whole number")
     _check_seconds("lease_ttl", spec.lease_ttl, allow_zero=False)
     if spec.lease_ttl < 1:
         raise ValidationError("lease_ttl must be at least 1 second")
     if spec.timeout is not None:
         _check_seconds("timeout", spec.timeout, allow_zero=False)
-    for value, name in ((spec.backoff.initial, "backoff initial"), (spec.backoff.max, "backoff max")):
-        _check_seconds(name, value, allow_zero=False)
+    _check_seconds("backoff initial", spec.backoff.initial, allow_zero=False)
+    _check_seconds("backoff max", spec.backoff.max, allow_zero=False)
     if spec.idempotency_key is not None and not (
         0 < len(spec.idempotency_key) <= MAX_IDEMPOTENCY_KEY
     ):
@@ -119,7 +122,7 @@ def check_spec(spec: JobSpec, *, max_payload: int = DEFAULT_MAX_PAYLOAD) -> JobS
     if len(spec.labels) > MAX_LABELS:
         raise ValidationError(f"a job has at most {MAX_LABELS} labels")
     for key, value in spec.labels.items():
-        if not isinstance(key, str) or not LABEL_KEY_RE.match(key):
+        if not isinstance(key, str) or not LABEL_KEY_RE.fullmatch(key):
             raise ValidationError(f"label key {key!r} is not valid: letters, digits, '.', "
                                   "'_', '/' or '-', at most 63 characters")
         if not isinstance(value, str) or len(value) > MAX_LABEL_VALUE:

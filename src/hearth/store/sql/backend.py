@@ -39,10 +39,13 @@ def translate_errors() -> Iterator[None]:
         raise
     except sa_exc.IntegrityError as exc:
         raise Conflict(f"the database refused the change: {exc.orig}") from exc
-    except (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError) as exc:
+    except sa_exc.TimeoutError as exc:
+        raise Unavailable("no database connection was free in time; try again") from exc
+    except (sa_exc.OperationalError, sa_exc.InterfaceError) as exc:
+        cause = exc.orig or exc
+        first = (str(cause).strip().splitlines() or [""])[0][:200]
         raise Unavailable(
-            f"the database is unavailable ({type(exc.orig or exc).__name__}: "
-            f"{str(exc.orig or exc).strip().splitlines()[0][:200]}); try again"
+            f"the database is unavailable ({type(cause).__name__}: {first}); try again"
         ) from exc
     except sa_exc.DBAPIError as exc:
         if exc.connection_invalidated:
@@ -142,7 +145,8 @@ class PostgresBackend(Backend):
     def label_equals(self, key: str, value: str) -> ColumnElement[bool]:
         from sqlalchemy import cast
 
-        return cast(jobs.c.labels, postgresql.JSONB)[key].astext == value
+        clause: ColumnElement[bool] = cast(jobs.c.labels, postgresql.JSONB)[key].astext == value
+        return clause
 
     def notify(self, conn: Connection, kinds: set[str]) -> None:
         conn.execute(text("SELECT pg_notify(:channel, :payload)"),

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import orjson
 
-from hearth.domain.jobs import BlobRef, ErrorInfo, Event, EventType, Job, JobState, Progress, Result
+from hearth.domain.jobs import (
+    BlobRef,
+    ErrorInfo,
+    Event,
+    EventType,
+    Job,
+    JobState,
+    Progress,
+    Result,
+    frozen_labels,
+)
 from hearth.domain.retry import Backoff
 from hearth.store.port import Node
 
@@ -88,7 +97,7 @@ MUTABLE_COLUMNS = (
 )
 
 
-def job_from_row(row: Mapping[str, Any]) -> Job:
+def job_from_row(row: Any) -> Job:
     result = None
     if row["result_type"] is not None:
         result = Result(
@@ -120,7 +129,7 @@ def job_from_row(row: Mapping[str, Any]) -> Job:
         lease_ttl=row["lease_ttl"],
         timeout=row["timeout"],
         idempotency_key=row["idempotency_key"],
-        labels=orjson.loads(labels) if labels and labels != "{}" else {},
+        labels=frozen_labels(orjson.loads(labels) if labels and labels != "{}" else None),
         parent=row["parent"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
@@ -152,7 +161,7 @@ def event_to_row(event: Event) -> dict[str, Any]:
     }
 
 
-def event_from_row(row: Mapping[str, Any]) -> Event:
+def event_from_row(row: Any) -> Event:
     data = row["data"]
     return Event(
         job_id=row["job_id"],
@@ -182,7 +191,7 @@ def node_to_row(node: Node) -> dict[str, Any]:
     }
 
 
-def node_from_row(row: Mapping[str, Any], in_flight: int = 0) -> Node:
+def node_from_row(row: Any, in_flight: int = 0) -> Node:
     return Node(
         name=row["name"],
         kinds=tuple(orjson.loads(row["kinds"])),

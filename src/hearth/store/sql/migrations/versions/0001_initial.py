@@ -6,6 +6,8 @@ Revises:
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -18,7 +20,7 @@ _SEQ = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 _LEASABLE = sa.text("state IN ('queued', 'failed')")
 
 
-def _where(clause: str) -> dict[str, object]:
+def _where(clause: str) -> dict[str, Any]:
     return {"sqlite_where": sa.text(clause), "postgresql_where": sa.text(clause)}
 
 
