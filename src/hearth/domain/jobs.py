@@ -87,8 +87,11 @@ class Result:
     blobs: tuple[BlobRef, ...] = ()
 
 
+_NO_LABELS: Mapping[str, str] = MappingProxyType({})
+
+
 def frozen_labels(labels: Mapping[str, str] | None) -> Mapping[str, str]:
-    return MappingProxyType(dict(labels or {}))
+    return MappingProxyType(dict(labels)) if labels else _NO_LABELS
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from alembic import command
@@ -26,6 +27,7 @@ def _alembic_config(conn: Connection) -> Config:
 def migrate(backend: Backend, revision: str = "head") -> None:
     """Bring the database to ``revision``. On PostgreSQL an advisory lock keeps
     several coordinators starting at once from migrating twice."""
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     with translate_errors(), backend.write_engine.connect() as conn:
         if backend.name == "postgres":
             conn.execute(text("SELECT pg_advisory_lock(7843001)"))

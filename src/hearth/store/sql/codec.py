@@ -88,6 +88,36 @@ def job_to_row(job: Job) -> dict[str, Any]:
     }
 
 
+def job_update_row(job: Job) -> dict[str, Any]:
+    """The parameters of the hot ``UPDATE jobs ... WHERE id = :_id``: only what
+    transitions change (identity and spec never do)."""
+    result = job.result
+    error = job.last_error
+    progress = job.progress
+    return {
+        "_id": job.id,
+        "state": job.state.value,
+        "run_at": job.run_at,
+        "attempt": job.attempt,
+        "failures": job.failures,
+        "lease_token": job.lease_token,
+        "worker": job.worker,
+        "leased_at": job.leased_at,
+        "lease_expires_at": job.lease_expires_at,
+        "cancel_requested": job.cancel_requested,
+        "progress_percent": progress.percent if progress else None,
+        "progress_message": progress.message if progress else None,
+        "result_payload": result.payload if result else None,
+        "result_type": result.payload_type if result else None,
+        "result_blobs": blobs_to_text(result.blobs) if result else None,
+        "error_message": error.message if error else None,
+        "error_type": error.type if error else None,
+        "error_retryable": error.retryable if error else None,
+        "updated_at": job.updated_at,
+        "finished_at": job.finished_at,
+    }
+
+
 #: Columns an existing job's update writes (identity and spec never change).
 MUTABLE_COLUMNS = (
     "state", "run_at", "attempt", "failures", "lease_token", "worker", "leased_at",

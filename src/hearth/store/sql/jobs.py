@@ -12,7 +12,19 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Insert,
+    Table,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 
 from hearth.domain import transitions as tr
 from hearth.domain.jobs import ErrorInfo, Event, Job, JobSpec, JobState, Result
@@ -35,6 +47,7 @@ _LEASABLE = (JobState.QUEUED.value, JobState.FAILED.value)
 _TERMINAL = (JobState.SUCCEEDED.value, JobState.DEAD.value, JobState.CANCELLED.value)
 _JOB_COLUMNS = [c for c in jobs.c if c.name != "seq"]
 
+# Hot statements, built once: the backend compiles each once per process.
 _UPDATE_JOB = (
     update(jobs)
     .where(jobs.c.id == bindparam("_id"))
@@ -42,11 +55,13 @@ _UPDATE_JOB = (
 )
 
 
-def _update_params(job: Job) -> dict[str, Any]:
-    row = codec.job_to_row(job)
-    params = {name: row[name] for name in codec.MUTABLE_COLUMNS}
-    params["_id"] = job.id
-    return params
+def _insert_all(table: Table) -> Insert:
+    return insert(table).values({c.name: bindparam(c.name) for c in table.c if c.name != "seq"})
+
+
+_INSERT_JOB = _insert_all(jobs)
+_INSERT_EVENT = _insert_all(job_events)
+_INSERT_BLOB = _insert_all(job_blobs)
 
 
 class SqlStore:
@@ -60,10 +75,9 @@ class SqlStore:
     def _save(self, conn: Connection, changed: Sequence[tuple[Job, Event | None]]) -> None:
         if not changed:
             return
-        conn.execute(_UPDATE_JOB, [_update_params(job) for job, _ in changed])
+        self._b.executemany(conn, _UPDATE_JOB, [codec.job_update_row(job) for job, _ in changed])
         events = [codec.event_to_row(ev) for _, ev in changed if ev is not None]
-        if events:
-            conn.execute(insert(job_events), events)
+        self._b.executemany(conn, _INSERT_EVENT, events)
         blob_rows = [
             {"job_id": job.id, "digest": digest}
             for job, _ in changed
@@ -85,7 +99,7 @@ class SqlStore:
         }
         fresh = [r for r in rows if (r["job_id"], r["digest"]) not in existing]
         if fresh:
-            conn.execute(insert(job_blobs), fresh)
+            self._b.executemany(conn, _INSERT_BLOB, fresh)
 
     def _load(self, conn: Connection, ids: Iterable[str], *, lock: bool) -> dict[str, Job]:
         wanted = sorted(set(ids))
@@ -139,12 +153,12 @@ class SqlStore:
                 if key is not None:
                     existing[key] = job
             if created:
-                conn.execute(insert(jobs), [codec.job_to_row(j) for j, _ in created])
-                conn.execute(insert(job_events), [codec.event_to_row(e) for _, e in created])
+                self._b.executemany(conn, _INSERT_JOB, [codec.job_to_row(j) for j, _ in created])
+                self._b.executemany(conn, _INSERT_EVENT,
+                                    [codec.event_to_row(e) for _, e in created])
                 refs = [{"job_id": j.id, "digest": d} for j, _ in created
                         for d in {b.digest for b in j.input_blobs}]
-                if refs:
-                    conn.execute(insert(job_blobs), refs)
+                self._b.executemany(conn, _INSERT_BLOB, refs)
                 self._b.notify(conn, {j.kind for j, _ in created})
             return out
 
