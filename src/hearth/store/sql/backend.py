@@ -22,8 +22,7 @@ from urllib.parse import parse_qs, urlsplit
 from sqlalchemy import Connection, Engine, create_engine, event, func, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.sql.base import Executable
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.elements import ClauseElement, ColumnElement
 
 from hearth.errors import Conflict, HearthError, Unavailable, ValidationError
 from hearth.store.sql.schema import jobs
@@ -60,7 +59,7 @@ class Backend:
     write_engine: Engine
     read_engine: Engine
     #: id(statement) -> (sql text, positional parameter order, statement kept alive)
-    _compiled: dict[int, tuple[str, Callable[[Any], Any] | None, Executable]]
+    _compiled: dict[int, tuple[str, Callable[[Any], Any] | None, ClauseElement]]
 
     def __init__(self) -> None:
         self._compiled = {}
@@ -79,7 +78,7 @@ class Backend:
     def label_equals(self, key: str, value: str) -> ColumnElement[bool]:
         raise NotImplementedError
 
-    def executemany(self, conn: Connection, stmt: Executable,
+    def executemany(self, conn: Connection, stmt: ClauseElement,
                     rows: Sequence[Mapping[str, Any]]) -> None:
         """Run a Core statement once per row, compiled once per process.
 
