@@ -91,7 +91,7 @@ class Backend:
             return
         compiled = self._compiled.get(id(stmt))
         if compiled is None:
-            built = stmt.compile(dialect=self.write_engine.dialect)
+            built: Any = stmt.compile(dialect=self.write_engine.dialect)  # SQLCompiler
             names = tuple(built.positiontup or ())
             order: Callable[[Any], Any] | None = None
             if built.positional and len(names) > 1:
