@@ -19,11 +19,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import coordinator, fresh_store, record  # noqa: E402
-from hearth.domain.jobs import JobSpec  # noqa: E402
-from hearth.ids import new_job_id  # noqa: E402
-from hearth.store import open_store  # noqa: E402
-from hearth.worker import Worker  # noqa: E402
+from bench.common import coordinator, fresh_store, record
+from hearth.domain.jobs import JobSpec
+from hearth.ids import new_job_id
+from hearth.store import open_store
+from hearth.worker import Worker
 
 
 def preload(store_url: str, n: int) -> float:

@@ -17,9 +17,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import coordinator, fresh_store, percentile, record  # noqa: E402
-from hearth.client import AsyncClient  # noqa: E402
-from hearth.worker import Worker  # noqa: E402
+from bench.common import coordinator, fresh_store, percentile, record
+from hearth.client import AsyncClient
+from hearth.worker import Worker
 
 
 async def run(store: str, jobs: int, gap: float) -> None:

@@ -20,9 +20,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import coordinator, fresh_store, record  # noqa: E402
-from hearth.client import AsyncClient  # noqa: E402
-from hearth.worker import Worker  # noqa: E402
+from bench.common import coordinator, fresh_store, record
+from hearth.client import AsyncClient
+from hearth.worker import Worker
 
 
 async def succeeded(client: AsyncClient, kind: str) -> int:

@@ -58,7 +58,8 @@ def get(conn: Conn, digest: str, target: str) -> None:
     """
     with closing_client(conn) as client:
         if target == "-":
-            sys.stdout.buffer.write(client.get_blob(digest))
+            for block in client.stream_blob(digest):
+                sys.stdout.buffer.write(block)
             sys.stdout.flush()
         else:
             client.download_blob(digest, target)

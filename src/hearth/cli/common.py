@@ -9,7 +9,6 @@ the environment or the data dir and are passed to the client only: never printed
 from __future__ import annotations
 
 import functools
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,12 +27,19 @@ HINT_UP = "is it running? start it with `hearth up`"
 class CliError(click.ClickException):
     """An expected failure: one line on stderr, exit code 1 (or the one given)."""
 
-    def __init__(self, message: str, exit_code: int = 1) -> None:
+    def __init__(self, message: str, exit_code: int | None = None) -> None:
         super().__init__(" ".join(message.split()))
-        self.exit_code = exit_code
+        if exit_code is not None:
+            self.exit_code = exit_code  # type: ignore[misc]  # click declares a default
 
     def show(self, file: IO[Any] | None = None) -> None:
         click.echo(f"error: {self.message}", err=True)
+
+
+class CliUsageError(CliError):
+    """A mistake in what the user asked for (e.g. a module with no handlers): exit 2."""
+
+    exit_code = 2
 
 
 def error_message(exc: HearthError, url: str | None = None) -> str:
@@ -54,10 +60,9 @@ class HearthGroup(click.Group):
         except HearthError as exc:
             raise CliError(error_message(exc)) from None
         except OSError as exc:
-            # Local files: --blob PATH, -o FILE, a broken stdout pipe.
+            # Local files: --blob PATH, -o FILE. (click itself quiets a broken pipe.)
             if isinstance(exc, BrokenPipeError):
-                sys.stderr.close()
-                raise SystemExit(1) from None
+                raise
             where = f" {exc.filename}" if exc.filename else ""
             raise CliError(f"cannot use{where}: {exc.strerror or exc}") from None
 
@@ -104,12 +109,23 @@ def output_option(func: F) -> F:
         show_default=True, help="table for people, json for scripts (on stdout).")(func)
 
 
+def _console(stderr: bool) -> Console:
+    console = Console(stderr=stderr, highlight=False, soft_wrap=False)
+    if not console.is_terminal:
+        console = Console(stderr=stderr, highlight=False, soft_wrap=False,
+                          width=max(console.width, 240))
+    return console
+
+
 def stdout_console() -> Console:
-    return Console(highlight=False, soft_wrap=False)
+    """Rich on stdout. Piped output is not cut to 80 columns: scripts and logs get
+    whole lines (a terminal still gets its own width)."""
+    return _console(stderr=False)
 
 
 def stderr_console() -> Console:
-    return Console(stderr=True, highlight=False)
+    """Rich on stderr (progress, notes next to a raw result), sized like stdout."""
+    return _console(stderr=True)
 
 
 @contextmanager
@@ -123,6 +139,7 @@ def closing_client(conn: Conn) -> Iterator[Any]:
 
 __all__ = [
     "CliError",
+    "CliUsageError",
     "Conn",
     "HearthGroup",
     "client_options",

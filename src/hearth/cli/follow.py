@@ -1,16 +1,18 @@
 """Following jobs as they run: the ``submit --wait`` progress bar and ``status --watch``.
 
-Both draw on stderr/the terminal only while something changes, and both stop on
-Ctrl-C without a traceback. ``--wait`` long-polls the job (``client.wait`` answers the
-moment the job ends, or with its current state after a second, which feeds the bar);
-``--watch`` is fed by the coordinator's SSE history feed and re-reads what changed.
+Both draw only on a terminal and stop on Ctrl-C without a traceback. ``--wait``
+long-polls the job a second at a time (``client.wait`` answers the moment the job
+ends) and reads its reported progress in between, for the bar. ``--watch`` is fed by
+the coordinator's SSE history feed and re-reads what changed; it runs on asyncio so
+Ctrl-C cancels the stream cleanly.
 """
 
 from __future__ import annotations
 
-import threading
+import asyncio
+import contextlib
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any
 
 from rich.console import Console, RenderableType
@@ -57,7 +59,10 @@ def wait_with_progress(client: Any, job: JobOut, timeout: float | None,
                 step = min(step, deadline - time.monotonic())
                 if step <= 0:
                     break
-            job = client.wait(job.id, timeout=max(step, 0.05))
+            try:
+                job = client.wait(job.id, timeout=max(step, 0.05))
+            except TimeoutError:
+                job = client.get(job.id)
             percent = job.progress.percent if job.progress is not None else None
             progress.update(task, description=_describe(job),
                             total=None if percent is None else 100.0,
@@ -65,61 +70,51 @@ def wait_with_progress(client: Any, job: JobOut, timeout: float | None,
     return job
 
 
-class _Feed:
-    """Reads an event iterator on a daemon thread and flags that something changed.
-
-    The main thread only re-reads state when flagged (coalescing bursts), so a replay
-    of a long history costs one refresh, not one per event.
-    """
-
-    def __init__(self, events: Callable[[], Iterable[EventOut]]) -> None:
-        self.changed = threading.Event()
-        self.error: BaseException | None = None
-        self.last: EventOut | None = None
-        self._events = events
-        self._thread = threading.Thread(target=self._run, name="hearth-watch", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            for event in self._events():
-                self.last = event
-                self.changed.set()
-        except BaseException as exc:  # handed to the main thread, which raises it
-            self.error = exc
-        finally:
-            self.changed.set()
-
-    @property
-    def done(self) -> bool:
-        return not self._thread.is_alive()
-
-
-def live(console: Console, render: Callable[[], tuple[RenderableType, bool]],
-         events: Callable[[], Iterable[EventOut]], refresh_every: float = 5.0) -> None:
-    """Show ``render()`` live, re-rendering whenever ``events`` yields, until Ctrl-C.
+async def live(console: Console, render: Callable[[], Awaitable[tuple[RenderableType, bool]]],
+               events: AsyncIterator[EventOut], refresh_every: float = 5.0) -> None:
+    """Show ``await render()`` live, re-rendering whenever ``events`` yields.
 
     ``render`` returns the renderable and whether to stop (e.g. the watched job ended).
-    Errors of the feed (the coordinator went away) are raised here, in the caller.
+    Bursts of events (a replayed history) are coalesced into one re-render. Errors of
+    the feed (the coordinator went away) are raised here. Run it under
+    ``asyncio.run``, which turns Ctrl-C into a clean cancellation of the feed.
     """
-    feed = _Feed(events)
-    body, stop = render()
-    with Live(body, console=console, auto_refresh=False, transient=False) as screen:
-        if stop:
-            return
-        feed.start()
+    changed = asyncio.Event()
+
+    async def pump() -> None:
+        async for _ in events:
+            changed.set()
+
+    body, stop = await render()
+    try:
+        with Live(body, console=console, auto_refresh=False, transient=False) as screen:
+            if not stop:
+                await _follow(screen, render, pump(), changed, refresh_every)
+    finally:
+        if not console.is_terminal:
+            console.line()  # rich ends the last frame with a newline on terminals only
+
+
+async def _follow(screen: Live, render: Callable[[], Awaitable[tuple[RenderableType, bool]]],
+                  pump: Coroutine[Any, Any, None], changed: asyncio.Event,
+                  refresh_every: float) -> None:
+    feed = asyncio.create_task(pump, name="hearth-watch")
+    try:
         while True:
             # Ages in the table tick even when nothing happens.
-            feed.changed.wait(refresh_every)
-            feed.changed.clear()
-            if feed.error is not None:
-                raise feed.error
-            body, stop = render()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), refresh_every)
+            changed.clear()
+            if feed.done():
+                feed.result()  # raises the feed's error, if any
+            body, stop = await render()
             screen.update(body, refresh=True)
-            if stop or feed.done:
+            if stop or feed.done():
                 return
+    finally:
+        feed.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await feed
 
 
 __all__ = ["TERMINAL", "live", "wait_with_progress"]

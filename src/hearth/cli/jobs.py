@@ -29,7 +29,7 @@ from hearth.cli.follow import TERMINAL, wait_with_progress
 from hearth.cli.render import blobs_table, emit_json, state_text
 from hearth.cli.types import BACKOFF, DURATION, LABEL, labels_of
 from hearth.errors import HearthError
-from hearth.wire import BackoffIn, JobOut
+from hearth.wire import BackoffIn, BlobRefIn, JobOut
 
 
 def _payload(payload_text: str | None, json_text: str | None) -> dict[str, Any]:
@@ -47,13 +47,13 @@ def _payload(payload_text: str | None, json_text: str | None) -> dict[str, Any]:
     return {}
 
 
-def _backoff(spec: tuple[float, float | None] | None) -> BackoffIn | None:
+def _backoff(spec: tuple[float, float | None] | None) -> dict[str, float] | None:
     if spec is None:
         return None
     initial, maximum = spec
     if maximum is None:
-        maximum = max(initial, BackoffIn().max)
-    return BackoffIn(initial=initial, max=maximum)
+        maximum = max(initial, float(BackoffIn.model_fields["max"].default))
+    return {"initial": initial, "max": maximum}
 
 
 def print_result(job: JobOut) -> None:
@@ -104,7 +104,7 @@ def ended_badly(job: JobOut) -> str:
                    "[default 1s,5m, doubling].")
 @click.option("--timeout", type=DURATION, default=None, metavar="DURATION",
               help="Execution timeout of one attempt, e.g. 10m.")
-@click.option("--lease-ttl", type=DURATION, default=30.0, metavar="DURATION",
+@click.option("--lease-ttl", type=DURATION, default="30s", metavar="DURATION",
               show_default=True, help="How long a lease lasts without a heartbeat.")
 @click.option("--idempotency-key", default=None,
               help="Submitting the same key again returns the existing job.")
@@ -137,7 +137,7 @@ def submit(conn: Conn, kind: str, payload_text: str | None, json_text: str | Non
         blobs = []
         for path in blob_paths:
             stored = client.put_blob(path)
-            blobs.append({"digest": stored.digest, "name": Path(path).name})
+            blobs.append(BlobRefIn(digest=stored.digest, name=Path(path).name))
         job: JobOut = client.submit(
             kind, **payload, namespace=namespace, blobs=blobs, priority=priority,
             delay=delay, max_attempts=max_attempts, backoff=_backoff(backoff_spec),
@@ -149,11 +149,20 @@ def submit(conn: Conn, kind: str, payload_text: str | None, json_text: str | Non
             else:
                 click.echo(job.id)
             return
-        job = wait_with_progress(client, job, timeout_wait, stderr_console())
+        try:
+            job = wait_with_progress(client, job, timeout_wait, stderr_console())
+        except KeyboardInterrupt:
+            raise CliError(f"stopped waiting for job {job.id}, which keeps going; follow it "
+                           f"with `hearth status --job {job.id} --watch`",
+                           exit_code=130) from None
+        unserved = job.state == "queued" and not any(kind in n.kinds for n in client.nodes())
     if output == "json":
         emit_json(job)
     elif job.state == "succeeded":
         print_result(job)
+    if unserved:
+        raise CliError(f"job {job.id} is still queued: no worker has registered kind "
+                       f"{kind!r}; start one with `hearth worker --import MODULE`")
     if job.state not in TERMINAL:
         raise CliError(f"job {job.id} is still {job.state} after waiting; follow it with "
                        f"`hearth status --job {job.id} --watch`")

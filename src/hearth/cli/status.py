@@ -1,15 +1,19 @@
 """``hearth status`` and ``hearth nodes``: read-only views of jobs and workers.
 
-A list, one job with its history, or a live table fed by the coordinator's watch
+A list, one job with its history, or a live view fed by the coordinator's watch
 feed. ``-o json`` prints the same data for scripts (with ``--watch``, one event per
-line as it happens).
+line as it happens). Watching runs on the async client under ``asyncio.run`` so that
+Ctrl-C, the normal way to end a watch, closes the stream cleanly and exits 0.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import click
@@ -27,13 +31,7 @@ from hearth.cli.render import emit_json, job_with_history, jobs_table, nodes_tab
 from hearth.cli.types import LABEL, labels_of
 
 STATES = ("queued", "leased", "succeeded", "failed", "dead", "cancelled")
-
-
-def _print_events(client: Any, **filters: Any) -> None:
-    """``--watch -o json``: the event feed as JSON lines, until Ctrl-C."""
-    for event in client.watch(**filters):
-        sys.stdout.write(json.dumps(to_jsonable(event), ensure_ascii=False) + "\n")
-        sys.stdout.flush()
+Render = Callable[[], Awaitable[tuple[RenderableType, bool]]]
 
 
 @click.command()
@@ -46,7 +44,9 @@ def _print_events(client: Any, **filters: Any) -> None:
               help="Only jobs with this label key=value (repeatable).")
 @click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True,
               help="Show at most this many jobs, newest first.")
-@click.option("--watch", is_flag=True, help="Keep the view live until Ctrl-C.")
+@click.option("--watch", is_flag=True,
+              help="Keep the view live until Ctrl-C; with -o json, print each new event as "
+                   "a JSON line (with --job: its whole history first).")
 @output_option
 @client_options
 def status(conn: Conn, job_id: str | None, namespace: str | None, kinds: tuple[str, ...],
@@ -57,57 +57,55 @@ def status(conn: Conn, job_id: str | None, namespace: str | None, kinds: tuple[s
     \b
     Examples:
       hearth status --state dead --kind img2pdf
-      hearth status --job 01J9Z8K2QW3E4R5T6Y7U8I9O0P -o json
+      hearth status --job j_01m83a3pxrw280023ec95p6hmk -o json
       hearth status --watch
     """
-    label_filter = labels_of(labels)
+    filters: dict[str, Any] = {"namespace": namespace, "kinds": kinds, "states": states,
+                               "labels": labels_of(labels), "limit": limit}
+    if watch:
+        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how a watch ends
+            asyncio.run(_watch(conn, job_id, filters, output))
+        return
     with closing_client(conn) as client:
         if job_id is not None:
-            if output == "json" and watch:
-                _print_events(client, job_id=job_id)
-            elif output == "json":
-                emit_json({"job": client.get(job_id), "events": client.events(job_id)})
-            elif watch:
-                _live_job(conn, client, job_id)
+            job, events = client.get(job_id), client.events(job_id)
+            if output == "json":
+                emit_json({"job": job, "events": events})
             else:
-                stdout_console().print(job_with_history(client.get(job_id),
-                                                        client.events(job_id), time.time()))
+                stdout_console().print(job_with_history(job, events, time.time()))
             return
+        jobs = client.list_jobs(**filters).jobs
+    if output == "json":
+        emit_json(jobs)
+    else:
+        stdout_console().print(jobs_table(jobs, time.time()))
 
-        def page() -> Any:
-            return client.list_jobs(namespace=namespace, kinds=kinds, states=states,
-                                    labels=label_filter, limit=limit)
 
-        watch_filters = {"namespace": namespace, "kind": kinds[0] if len(kinds) == 1 else None}
-        if output == "json" and watch:
-            _print_events(client, **watch_filters)
-        elif output == "json":
-            emit_json(page().jobs)
-        elif watch:
-            def render() -> tuple[RenderableType, bool]:
-                return jobs_table(page().jobs, time.time()), False
+async def _watch(conn: Conn, job_id: str | None, filters: dict[str, Any], output: str) -> None:
+    from hearth.client import AsyncClient
 
-            _live(conn, render, watch_filters)
+    kinds = filters["kinds"]
+    feed_filters: dict[str, Any] = (
+        {"job_id": job_id} if job_id is not None else
+        {"namespace": filters["namespace"], "kind": kinds[0] if len(kinds) == 1 else None})
+    async with AsyncClient(conn.url, token=conn.token, data=conn.data) as client:
+        if output == "json":
+            async for event in client.watch(**feed_filters):
+                sys.stdout.write(json.dumps(to_jsonable(event), ensure_ascii=False) + "\n")
+                sys.stdout.flush()
+            return
+        render: Render
+        if job_id is not None:
+            async def render() -> tuple[RenderableType, bool]:
+                job = await client.get(job_id)
+                history = job_with_history(job, await client.events(job_id), time.time())
+                return history, job.state in TERMINAL
         else:
-            stdout_console().print(jobs_table(page().jobs, time.time()))
+            async def render() -> tuple[RenderableType, bool]:
+                page = await client.list_jobs(**filters)
+                return jobs_table(page.jobs, time.time()), False
 
-
-def _live(conn: Conn, render: Any, filters: dict[str, Any]) -> None:
-    # The feed gets its own client: it blocks on a stream in another thread.
-    with closing_client(conn) as feed_client:
-        try:
-            live(stdout_console(), render, lambda: feed_client.watch(**filters))
-        except KeyboardInterrupt:
-            pass
-
-
-def _live_job(conn: Conn, client: Any, job_id: str) -> None:
-    def render() -> tuple[RenderableType, bool]:
-        job = client.get(job_id)
-        return job_with_history(job, client.events(job_id), time.time()), (
-            job.state in TERMINAL)
-
-    _live(conn, render, {"job_id": job_id})
+        await live(stdout_console(), render, client.watch(**feed_filters))
 
 
 @click.command()

@@ -14,7 +14,7 @@ from hearth.cli.parse import parse_backoff, parse_duration, parse_labels
 from hearth.errors import ValidationError
 
 
-class Duration(click.ParamType):
+class Duration(click.ParamType[float]):
     """Seconds, or a number with a unit: ``30``, ``1.5``, ``250ms``, ``5s``, ``2m``, ``1h``."""
 
     name = "duration"
@@ -24,13 +24,13 @@ class Duration(click.ParamType):
         if isinstance(value, int | float):
             return float(value)
         try:
-            return parse_duration(str(value), what=param.name if param and param.name
-                                  else "duration")
+            what = param.opts[0] if param is not None and param.opts else "duration"
+            return parse_duration(str(value), what=what)
         except ValidationError as exc:
             self.fail(exc.message, param, ctx)
 
 
-class Label(click.ParamType):
+class Label(click.ParamType[tuple[str, str]]):
     """``key=value``; parsed one at a time, merged by :func:`labels_of`."""
 
     name = "key=value"
@@ -46,7 +46,7 @@ class Label(click.ParamType):
         return key, val
 
 
-class BackoffSpec(click.ParamType):
+class BackoffSpec(click.ParamType[tuple[float, float | None]]):
     """``INITIAL[,MAX]`` durations, e.g. ``1s`` or ``500ms,30s``."""
 
     name = "initial[,max]"

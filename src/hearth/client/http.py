@@ -12,7 +12,7 @@ lives in the ``Authorization`` header of the pool and nowhere else.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -44,7 +44,8 @@ _BY_STATUS: dict[int, type[HearthError]] = {
     409: Conflict, 401: Unauthorized, 403: Forbidden, 503: Unavailable,
 }
 
-Params = Sequence[tuple[str, str | int | float]] | Mapping[str, str | int | float]
+#: Query parameters: a mapping, or a list of pairs for repeated names.
+Params = Any
 
 
 def error_for(status: int, code: str | None, message: str | None) -> HearthError:

@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import (
     Connection,
+    Double,
     Insert,
     Table,
     and_,
@@ -21,8 +22,10 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    literal_column,
     or_,
     select,
+    text,
     update,
 )
 
@@ -45,6 +48,15 @@ from hearth.store.sql.schema import job_blobs, job_events, jobs, nodes
 
 _LEASABLE = (JobState.QUEUED.value, JobState.FAILED.value)
 _TERMINAL = (JobState.SUCCEEDED.value, JobState.DEAD.value, JobState.CANCELLED.value)
+# State predicates are SQL literals, never bound parameters: only a literal lets the
+# planner prove that a query falls inside a partial index (SQLite always, PostgreSQL
+# for the generic plans of prepared statements). These match schema.py's indexes.
+_IS_LEASABLE = text("jobs.state IN ('queued', 'failed')")
+_IS_LEASED = text("jobs.state = 'leased'")
+# Leasing must walk ix_jobs_lease in its (priority desc, run_at, seq) order, never sort.
+# SQLite's documented unary "+" keeps ix_jobs_due out of the choice; on PostgreSQL it
+# is a no-op.
+_RUN_AT_UNINDEXED = literal_column("+jobs.run_at", Double)
 _JOB_COLUMNS = [c for c in jobs.c if c.name != "seq"]
 
 # Hot statements, built once: the backend compiles each once per process.
@@ -222,8 +234,7 @@ class SqlStore:
             for kind in sorted(set(kinds)):
                 query = (
                     select(jobs.c.seq, *_JOB_COLUMNS)
-                    .where(jobs.c.kind == kind, jobs.c.state.in_(_LEASABLE),
-                           jobs.c.run_at <= now)
+                    .where(jobs.c.kind == kind, _IS_LEASABLE, now >= _RUN_AT_UNINDEXED)
                     .order_by(jobs.c.priority.desc(), jobs.c.run_at, jobs.c.seq)
                     .limit(limit)
                     .with_for_update(skip_locked=True)
@@ -311,7 +322,7 @@ class SqlStore:
         with self._b.write() as conn:
             query = (
                 select(*_JOB_COLUMNS)
-                .where(jobs.c.state == JobState.LEASED.value, jobs.c.lease_expires_at <= now)
+                .where(_IS_LEASED, jobs.c.lease_expires_at <= now)
                 .order_by(jobs.c.lease_expires_at)
                 .limit(limit)
                 .with_for_update(skip_locked=True)
@@ -337,14 +348,13 @@ class SqlStore:
         if not kinds:
             return None
         query = select(func.min(jobs.c.run_at)).where(
-            jobs.c.kind.in_(list(kinds)), jobs.c.state.in_(_LEASABLE), jobs.c.run_at > now)
+            jobs.c.kind.in_(list(kinds)), _IS_LEASABLE, jobs.c.run_at > now)
         with self._b.read() as conn:
             value = conn.execute(query).scalar()
         return None if value is None else float(value)
 
     def next_lease_expiry(self) -> float | None:
-        query = select(func.min(jobs.c.lease_expires_at)).where(
-            jobs.c.state == JobState.LEASED.value)
+        query = select(func.min(jobs.c.lease_expires_at)).where(_IS_LEASED)
         with self._b.read() as conn:
             value = conn.execute(query).scalar()
         return None if value is None else float(value)
@@ -400,8 +410,7 @@ class SqlStore:
 
     @staticmethod
     def _in_flight(conn: Connection) -> dict[str, int]:
-        query = select(jobs.c.worker, func.count()).where(
-            jobs.c.state == JobState.LEASED.value).group_by(jobs.c.worker)
+        query = select(jobs.c.worker, func.count()).where(_IS_LEASED).group_by(jobs.c.worker)
         return {w: int(n) for w, n in conn.execute(query)}
 
     def list_nodes(self) -> list[Node]:

@@ -1,0 +1,170 @@
+"""The blocking client, derived from :class:`AsyncClient` rather than copied from it.
+
+A :class:`Portal` owns a private event loop on a daemon thread; each method of
+:class:`Client` is made by :func:`blocking` (a coroutine method run on that loop) or
+:func:`blocking_iter` (an async iterator stepped on that loop), so the async client
+stays the only implementation and signatures and docstrings carry over. A test checks
+that every public method of the async client has its blocking twin.
+
+It must never run the async client on the caller's own loop: calling it from inside a
+running event loop works (the portal's loop is separate) but blocks that loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
+from types import TracebackType
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+import httpx
+
+from hearth.client.asyncclient import AsyncClient
+
+P = ParamSpec("P")
+R = TypeVar("R")
+T = TypeVar("T")
+
+
+class Portal:
+    """An event loop running on its own daemon thread, for blocking callers."""
+
+    def __init__(self, name: str = "hearth-client") -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name=name,
+                                        daemon=True)
+        self._thread.start()
+
+    def call(self, coro: Coroutine[Any, Any, R]) -> R:
+        """Run a coroutine on the portal's loop and wait for its answer."""
+        if self._loop.is_closed():
+            coro.close()
+            raise RuntimeError("this client is closed; create a new one")
+        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        try:
+            return future.result()
+        except BaseException:
+            future.cancel()  # e.g. KeyboardInterrupt: stop the work on the loop too
+            raise
+
+    def iterate(self, iterator: AsyncIterator[T]) -> Iterator[T]:
+        """Step an async iterator on the portal's loop, closing it when done."""
+        try:
+            while True:
+                try:
+                    yield self.call(_anext(iterator))
+                except StopAsyncIteration:
+                    return
+        finally:
+            aclose = getattr(iterator, "aclose", None)
+            if aclose is not None and not self._loop.is_closed():
+                self.call(aclose())
+
+    def close(self) -> None:
+        if self._loop.is_closed():
+            return
+        self.call(self._loop.shutdown_asyncgens())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()
+
+
+async def _anext(iterator: AsyncIterator[T]) -> T:
+    return await iterator.__anext__()
+
+
+def blocking(fn: Callable[Concatenate[AsyncClient, P], Awaitable[R]]
+             ) -> Callable[Concatenate[Client, P], R]:
+    """The blocking twin of an ``async def`` method of :class:`AsyncClient`."""
+
+    @functools.wraps(fn)
+    def method(self: Client, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        async def run() -> R:
+            return await fn(self._async, *args, **kwargs)
+
+        return self._portal.call(run())
+
+    return method
+
+
+def blocking_iter(fn: Callable[Concatenate[AsyncClient, P], AsyncIterator[T]]
+                  ) -> Callable[Concatenate[Client, P], Iterator[T]]:
+    """The blocking twin of an async-generator method of :class:`AsyncClient`."""
+
+    @functools.wraps(fn)
+    def method(self: Client, /, *args: P.args, **kwargs: P.kwargs) -> Iterator[T]:
+        return self._portal.iterate(fn(self._async, *args, **kwargs))
+
+    return method
+
+
+async def _open(url: str | None, token: str | None, data: str | os.PathLike[str] | None,
+                timeout: float, transport: httpx.AsyncBaseTransport | None) -> AsyncClient:
+    return AsyncClient(url, token=token, data=data, timeout=timeout, transport=transport)
+
+
+class Client:
+    """The blocking client: the same methods as :class:`AsyncClient`, without ``await``.
+
+    Use as ``with Client() as client:`` (or call :meth:`close`). Iterator methods
+    (``iter_jobs``, ``watch``, ``stream_blob``) return ordinary iterators.
+    """
+
+    def __init__(self, url: str | None = None, *, token: str | None = None,
+                 data: str | os.PathLike[str] | None = None, timeout: float = 30.0,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self._portal = Portal()
+        try:
+            self._async = self._portal.call(_open(url, token, data, timeout, transport))
+        except BaseException:
+            self._portal.close()
+            raise
+        self.url = self._async.url
+        self.timeout = timeout
+
+    def __repr__(self) -> str:
+        return f"Client(url={self.url!r})"
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connections and stop the private loop (safe to call twice)."""
+        try:
+            self._portal.call(self._async.aclose())
+        except RuntimeError:
+            return  # already closed
+        self._portal.close()
+
+    submit = blocking(AsyncClient.submit)
+    submit_many = blocking(AsyncClient.submit_many)
+    get = blocking(AsyncClient.get)
+    list_jobs = blocking(AsyncClient.list_jobs)
+    iter_jobs = blocking_iter(AsyncClient.iter_jobs)
+    cancel = blocking(AsyncClient.cancel)
+    retry = blocking(AsyncClient.retry)
+    events = blocking(AsyncClient.events)
+    feed = blocking(AsyncClient.feed)
+    wait = blocking(AsyncClient.wait)
+    watch = blocking_iter(AsyncClient.watch)
+    put_blob = blocking(AsyncClient.put_blob)
+    get_blob = blocking(AsyncClient.get_blob)
+    stream_blob = blocking_iter(AsyncClient.stream_blob)
+    download_blob = blocking(AsyncClient.download_blob)
+    nodes = blocking(AsyncClient.nodes)
+    health = blocking(AsyncClient.health)
+    metrics_text = blocking(AsyncClient.metrics_text)
+    register_node = blocking(AsyncClient.register_node)
+    lease = blocking(AsyncClient.lease)
+    heartbeat = blocking(AsyncClient.heartbeat)
+    finish = blocking(AsyncClient.finish)
+
+
+__all__ = ["Client", "Portal", "blocking", "blocking_iter"]

@@ -1,0 +1,47 @@
+"""The blocking client is derived from the async one, method for method."""
+
+from __future__ import annotations
+
+import inspect
+
+import httpx
+import pytest
+
+import hearth.client
+from hearth.client import AsyncClient, Client
+from hearth.errors import NotFound
+
+
+def public_methods(cls: type) -> set[str]:
+    return {name for name, value in vars(cls).items()
+            if not name.startswith("_") and inspect.isfunction(value)}
+
+
+def test_public_api_is_pinned() -> None:
+    assert hearth.client.__all__ == ["AsyncClient", "Client", "error_for"]
+
+
+def test_every_async_method_has_a_blocking_twin_with_the_same_signature() -> None:
+    missing = public_methods(AsyncClient) - {"aclose"} - public_methods(Client)
+    assert not missing, f"Client lacks {sorted(missing)}"
+    for name in public_methods(AsyncClient) - {"aclose"}:
+        assert getattr(Client, name).__wrapped__ is getattr(AsyncClient, name)
+
+
+def test_blocking_calls_and_iterators_run_on_the_private_loop() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/healthz":
+            return httpx.Response(200, json={"status": "ok"})
+        if request.url.path.startswith("/v1/blobs/"):
+            return httpx.Response(200, content=b"abc" * 10)
+        return httpx.Response(404, json={"error": "no such job.", "code": "not_found"})
+
+    with Client("http://coordinator.test", token="t",
+                transport=httpx.MockTransport(handler)) as client:
+        assert client.health() == {"status": "ok"}
+        assert b"".join(client.stream_blob("a" * 64)) == b"abc" * 10
+        with pytest.raises(NotFound, match="no such job"):
+            client.get("j_x")
+    client.close()  # a second close is harmless
+    with pytest.raises(RuntimeError, match="closed"):
+        client.health()
