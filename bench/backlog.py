@@ -17,6 +17,8 @@ import sys
 import time
 from pathlib import Path
 
+import uvloop
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import coordinator, fresh_store, record
@@ -66,7 +68,7 @@ def run_depth(store: str, depth: int, measured: int, warmup: int) -> float:
         load_s = preload(store_url, depth)
         print(f"  backlog of {depth:,} loaded in {load_s:.1f}s", flush=True)
         with coordinator(store_url, data) as coord:
-            return asyncio.run(measure(coord.url, coord.token, measured, warmup))
+            return uvloop.run(measure(coord.url, coord.token, measured, warmup))
 
 
 def main() -> None:

@@ -62,7 +62,9 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=200)
     parser.add_argument("--gap", type=float, default=0.01)
     args = parser.parse_args()
-    asyncio.run(run(args.store, args.jobs, args.gap))
+    import uvloop
+
+    uvloop.run(run(args.store, args.jobs, args.gap))
 
 
 if __name__ == "__main__":

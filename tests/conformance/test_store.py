@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -461,3 +462,33 @@ def test_nodes_register_reregister_and_in_flight(store: Store) -> None:
     assert again.registered_at == T0 and again.last_seen == T0 + 10
     [listed] = store.list_nodes()
     assert listed.name == "laptop" and listed.in_flight == 1 and listed.kinds == ("k",)
+
+
+def test_subscribe_reports_other_processes_changes_only(store_url: str) -> None:
+    first, second = open_store(store_url), open_store(store_url)
+    try:
+        seen_first: list[set[str]] = []
+        seen_second: list[set[str]] = []
+        stop_first = first.subscribe(seen_first.append)
+        stop_second = second.subscribe(seen_second.append)
+        if first.backend == "sqlite":
+            # One coordinator per SQLite file: nothing to hear from other processes.
+            assert stop_first is None and stop_second is None
+            return
+        assert stop_first is not None and stop_second is not None
+        # Each listener announces its (re)connection once with an empty set.
+        deadline = time.monotonic() + 10
+        while (not seen_first or not seen_second) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert seen_first == [set()] and seen_second == [set()]
+        submit(first, kind="ping")
+        while {"ping"} not in seen_second and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert {"ping"} in seen_second
+        time.sleep(0.3)  # give a self-echo every chance to arrive
+        assert seen_first == [set()]
+        stop_first()
+        stop_second()
+    finally:
+        first.close()
+        second.close()

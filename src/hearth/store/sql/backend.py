@@ -14,6 +14,7 @@ import contextlib
 import logging
 import operator
 import threading
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -178,6 +179,9 @@ class PostgresBackend(Backend):
                                           pool_pre_ping=True, pool_timeout=30)
         self.read_engine = self.write_engine
         self._listeners: list[_Listener] = []
+        #: Tags this process's notifications so its own listener can skip them: the
+        #: engine already woke its local waiters when it committed.
+        self.sender = uuid.uuid4().hex[:12]
 
     def label_equals(self, key: str, value: str) -> ColumnElement[bool]:
         from sqlalchemy import cast
@@ -186,11 +190,12 @@ class PostgresBackend(Backend):
         return clause
 
     def notify(self, conn: Connection, kinds: set[str]) -> None:
+        payload = f"{self.sender}|{','.join(sorted(kinds))}"[:7000]
         conn.execute(text("SELECT pg_notify(:channel, :payload)"),
-                     {"channel": NOTIFY_CHANNEL, "payload": ",".join(sorted(kinds))[:7000]})
+                     {"channel": NOTIFY_CHANNEL, "payload": payload})
 
     def subscribe(self, callback: Callable[[set[str]], None]) -> Callable[[], None] | None:
-        listener = _Listener(self.dsn, callback)
+        listener = _Listener(self.dsn, callback, self.sender)
         listener.start()
         self._listeners.append(listener)
         return listener.stop
@@ -204,10 +209,11 @@ class PostgresBackend(Backend):
 class _Listener(threading.Thread):
     """LISTENs on its own connection; reconnects after failures until stopped."""
 
-    def __init__(self, dsn: str, callback: Callable[[set[str]], None]) -> None:
+    def __init__(self, dsn: str, callback: Callable[[set[str]], None], sender: str) -> None:
         super().__init__(name="hearth-pg-listen", daemon=True)
         self.dsn = dsn
         self.callback = callback
+        self.sender = sender
         self._stop_event = threading.Event()
 
     def stop(self) -> None:
@@ -228,7 +234,9 @@ class _Listener(threading.Thread):
                     self.callback(set())
                     while not self._stop_event.is_set():
                         for note in conn.notifies(timeout=0.5):
-                            self.callback(set(filter(None, note.payload.split(","))))
+                            sender, _, kinds = note.payload.partition("|")
+                            if sender != self.sender:
+                                self.callback(set(filter(None, kinds.split(","))))
             except Exception as exc:  # keep listening across database restarts
                 log.warning("LISTEN connection lost (%s); reconnecting", type(exc).__name__)
                 self._stop_event.wait(delay)
