@@ -1,7 +1,92 @@
-"""Hearth: durable, governed background work for Python."""
+"""Hearth: durable, governed background work for Python.
+
+The public Python API, in one place::
+
+    from hearth import Client, Worker, JobContext, NonRetryable
+
+``import hearth`` stays cheap and never loads the coordinator's stack (FastAPI,
+SQLAlchemy, uvicorn): the errors are imported at once (one small module), everything
+else on first use through the module ``__getattr__`` below. The client and the worker
+need only httpx and pydantic, so a worker machine never imports the server side.
+``tests/unit/test_public_api.py`` pins ``__all__`` and these import rules.
+"""
 
 from __future__ import annotations
 
+import importlib
+
+# First: hearth.client and hearth.worker import it from here.
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+from hearth.errors import (
+    Conflict,
+    Forbidden,
+    HearthError,
+    InvalidTransition,
+    NotFound,
+    PayloadTooLarge,
+    StaleLease,
+    Unauthorized,
+    Unavailable,
+    ValidationError,
+)
+
+# Not ``typing.TYPE_CHECKING``: importing typing would be most of the cost of
+# ``import hearth``. Type checkers treat a constant of this name as true.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from hearth.client import AsyncClient, Client
+    from hearth.domain.jobs import JobState
+    from hearth.worker import Fatal, JobCancelled, JobContext, NonRetryable, Output, Worker
+
+#: Public name -> the module that defines it, imported on first access.
+_LAZY = {
+    "AsyncClient": "hearth.client",
+    "Client": "hearth.client",
+    "Fatal": "hearth.worker",
+    "JobCancelled": "hearth.worker",
+    "JobContext": "hearth.worker",
+    "JobState": "hearth.domain.jobs",
+    "NonRetryable": "hearth.worker",
+    "Output": "hearth.worker",
+    "Worker": "hearth.worker",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'hearth' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+__all__ = [
+    "AsyncClient",
+    "Client",
+    "Conflict",
+    "Fatal",
+    "Forbidden",
+    "HearthError",
+    "InvalidTransition",
+    "JobCancelled",
+    "JobContext",
+    "JobState",
+    "NonRetryable",
+    "NotFound",
+    "Output",
+    "PayloadTooLarge",
+    "StaleLease",
+    "Unauthorized",
+    "Unavailable",
+    "ValidationError",
+    "Worker",
+    "__version__",
+]

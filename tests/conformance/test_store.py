@@ -492,3 +492,13 @@ def test_subscribe_reports_other_processes_changes_only(store_url: str) -> None:
     finally:
         first.close()
         second.close()
+
+
+def test_following_a_purged_job_is_not_found(store: Store) -> None:
+    job_id = submit(store)
+    store.cancel(job_id, now=T0)
+    last = store.events(job_id=job_id)[-1].seq
+    assert store.events(job_id=job_id, after=last) == []
+    store.purge_finished(before=T0 + 1)
+    with pytest.raises(NotFound):
+        store.events(job_id=job_id, after=last)

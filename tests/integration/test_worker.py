@@ -24,7 +24,7 @@ import pytest
 
 from hearth.client import Client
 from hearth.errors import Unauthorized
-from hearth.worker import JobContext, NonRetryable, Output, Worker
+from hearth.worker import JobCancelled, JobContext, NonRetryable, Output, Worker
 from helpers import CoordinatorProcess, eventually, running_worker
 
 FAST = {"initial": 0.1, "max": 0.2, "jitter": 0.0}
@@ -133,6 +133,21 @@ def test_non_retryable_is_dead_at_once(coord: CoordinatorProcess, client: Client
     assert done.state == "dead" and done.attempt == 1
     assert done.last_error is not None and done.last_error.retryable is False
     assert done.last_error.message == "this input can never work"
+
+
+def test_a_handler_can_cancel_its_own_job(coord: CoordinatorProcess, client: Client) -> None:
+    k = kind()
+    worker = make_worker(coord)
+
+    @worker.handler(k)
+    def give_up(ctx: JobContext) -> None:
+        raise JobCancelled("the order was withdrawn")
+
+    with running_worker(worker):
+        job = client.submit(k, max_attempts=5, backoff=FAST)
+        done = client.wait(job.id, timeout=60)
+    assert done.state == "cancelled" and done.attempt == 1 and done.failures == 0
+    assert [e.type for e in client.events(job.id)][-1] == "cancelled"
 
 
 def test_progress_is_visible_while_running(coord: CoordinatorProcess, client: Client) -> None:

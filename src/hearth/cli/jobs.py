@@ -203,7 +203,7 @@ def cancel(conn: Conn, ids: tuple[str, ...], output: str) -> None:
 
     \b
     Example:
-      hearth cancel 01J9Z8K2QW3E4R5T6Y7U8I9O0P
+      hearth cancel j_019ab5f3c2e1a8f0d4b7c6e5a4f3b2c1
     """
     _act(conn, ids, output, "cancel")
 
@@ -217,7 +217,7 @@ def retry(conn: Conn, ids: tuple[str, ...], output: str) -> None:
 
     \b
     Example:
-      hearth retry 01J9Z8K2QW3E4R5T6Y7U8I9O0P
+      hearth retry j_019ab5f3c2e1a8f0d4b7c6e5a4f3b2c1
     """
     _act(conn, ids, output, "retry")
 

@@ -57,7 +57,7 @@ def status(conn: Conn, job_id: str | None, namespace: str | None, kinds: tuple[s
     \b
     Examples:
       hearth status --state dead --kind img2pdf
-      hearth status --job j_01m83a3pxrw280023ec95p6hmk -o json
+      hearth status --job j_019ab5f3c2e1a8f0d4b7c6e5a4f3b2c1 -o json
       hearth status --watch
     """
     filters: dict[str, Any] = {"namespace": namespace, "kinds": kinds, "states": states,

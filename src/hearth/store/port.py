@@ -125,7 +125,8 @@ class Store(Protocol):
     def events(self, *, job_id: str | None = None, after: int = 0, limit: int = 1000,
                namespace: str | None = None) -> list[Event]:
         """History in commit order (``seq`` ascending) after ``after``. With ``job_id``,
-        that job's history only (``NotFound`` if it does not exist)."""
+        that job's history only, and ``NotFound`` if the job does not exist (also when
+        it was purged while someone was following it)."""
         ...
 
     def last_event_seq(self) -> int:

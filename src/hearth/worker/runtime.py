@@ -36,7 +36,14 @@ from hearth.worker.beats import Heartbeats, Running
 from hearth.worker.context import JobContext
 from hearth.worker.link import Backoff, Link
 from hearth.worker.outbox import Outbox
-from hearth.worker.outcome import BlobContent, blob_source, error_in, split_return, timed_out
+from hearth.worker.outcome import (
+    BlobContent,
+    JobCancelled,
+    blob_source,
+    error_in,
+    split_return,
+    timed_out,
+)
 from hearth.worker.registry import Registry
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -307,6 +314,10 @@ class Worker:
         except asyncio.CancelledError:
             if ctx.reason is None:
                 raise
+        except JobCancelled:
+            # The handler stopped its own job (or obeyed a cancel request that the
+            # interrupt already reported: then this report is ignored).
+            self._report(run, FinishIn(job_id=ctx.id, token=ctx.token, outcome="cancelled"))
         except Exception as exc:
             self._report(run, FinishIn(job_id=ctx.id, token=ctx.token, outcome="failed",
                                        error=error_in(exc)))

@@ -99,7 +99,8 @@ class SqlStore:
         if blob_rows:
             self._insert_blob_refs(conn, blob_rows)
         leasable = {job.kind for job, _ in changed if job.state.value in _LEASABLE}
-        self._b.notify(conn, leasable)
+        if leasable:  # other coordinators only need waking for work they can lease
+            self._b.notify(conn, leasable)
 
     def _insert_blob_refs(self, conn: Connection, rows: list[dict[str, str]]) -> None:
         existing = {
@@ -216,8 +217,8 @@ class SqlStore:
         query = query.order_by(job_events.c.seq).limit(limit)
         with self._b.read() as conn:
             rows = list(conn.execute(query))
-            if job_id is not None and not rows and after == 0:
-                self._load_one(conn, job_id, lock=False)
+            if job_id is not None and not rows:
+                self._load_one(conn, job_id, lock=False)  # NotFound once purged
         return [codec.event_from_row(r._mapping) for r in rows]
 
     def last_event_seq(self) -> int:
