@@ -244,7 +244,10 @@ def test_watch_prints_new_events_as_json_lines(stack: Stack) -> None:
             return job_id
 
         try:
-            job_id = eventually(caught_one, what="the watch reporting a job")
+            # The first job caught may have been submitted before the watch began;
+            # once the watch is live, a job submitted now must show all its events.
+            eventually(caught_one, what="the watch reporting a job")
+            job_id = eventually(caught_one, what="the watch reporting a second job")
         finally:
             watcher.send_signal(signal.SIGINT)
             try:
