@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import Connection, text
 
 from hearth.store.sql.backend import Backend, backend_for, translate_errors
@@ -17,7 +16,9 @@ __all__ = ["SqlStore", "migrate", "open_sql_store"]
 _MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def _alembic_config(conn: Connection) -> Config:
+def _alembic_config(conn: Connection) -> Any:
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(_MIGRATIONS))
     cfg.attributes["connection"] = conn
@@ -27,7 +28,10 @@ def _alembic_config(conn: Connection) -> Config:
 def migrate(backend: Backend, revision: str = "head") -> None:
     """Bring the database to ``revision``. On PostgreSQL an advisory lock keeps
     several coordinators starting at once from migrating twice."""
+    # Quiet before the first import: alembic logs its plugin set-up at INFO then.
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    from alembic import command
+
     with translate_errors(), backend.write_engine.connect() as conn:
         if backend.name == "postgres":
             conn.execute(text("SELECT pg_advisory_lock(7843001)"))
