@@ -43,20 +43,15 @@ def blobs_from_text(value: str | None) -> tuple[BlobRef, ...]:
 
 
 def job_to_row(job: Job) -> dict[str, Any]:
-    """Every column of ``jobs`` except ``seq``."""
-    result = job.result
-    error = job.last_error
-    progress = job.progress
-    return {
+    """Every column of ``jobs`` except ``seq``: the spec, then what transitions change."""
+    row = {
         "id": job.id,
         "namespace": job.namespace,
         "kind": job.kind,
-        "state": job.state.value,
         "payload": job.payload,
         "payload_type": job.payload_type,
         "input_blobs": blobs_to_text(job.input_blobs),
         "priority": job.priority,
-        "run_at": job.run_at,
         "max_attempts": job.max_attempts,
         "backoff_initial": job.backoff.initial,
         "backoff_max": job.backoff.max,
@@ -67,25 +62,11 @@ def job_to_row(job: Job) -> dict[str, Any]:
         "idempotency_key": job.idempotency_key,
         "labels": orjson.dumps(dict(job.labels)).decode() if job.labels else "{}",
         "parent": job.parent,
-        "attempt": job.attempt,
-        "failures": job.failures,
-        "lease_token": job.lease_token,
-        "worker": job.worker,
-        "leased_at": job.leased_at,
-        "lease_expires_at": job.lease_expires_at,
-        "cancel_requested": job.cancel_requested,
-        "progress_percent": progress.percent if progress else None,
-        "progress_message": progress.message if progress else None,
-        "result_payload": result.payload if result else None,
-        "result_type": result.payload_type if result else None,
-        "result_blobs": blobs_to_text(result.blobs) if result else None,
-        "error_message": error.message if error else None,
-        "error_type": error.type if error else None,
-        "error_retryable": error.retryable if error else None,
         "created_at": job.created_at,
-        "updated_at": job.updated_at,
-        "finished_at": job.finished_at,
     }
+    row.update(job_update_row(job))
+    del row["_id"]
+    return row
 
 
 def job_update_row(job: Job) -> dict[str, Any]:

@@ -46,6 +46,7 @@ from hearth.store.sql import codec
 from hearth.store.sql.backend import Backend
 from hearth.store.sql.schema import job_blobs, job_events, jobs, nodes
 
+_Item = HeartbeatItem | FinishItem
 _LEASABLE = (JobState.QUEUED.value, JobState.FAILED.value)
 _TERMINAL = (JobState.SUCCEEDED.value, JobState.DEAD.value, JobState.CANCELLED.value)
 # State predicates are SQL literals, never bound parameters: only a literal lets the
@@ -254,8 +255,11 @@ class SqlStore:
             self._touch(conn, worker, now)
             return [job for job, _ in changed]
 
-    def heartbeat(self, items: Sequence[HeartbeatItem], *, worker: str,
-                  now: float) -> list[ItemResult]:
+    def _per_item(self, items: Sequence[_Item], *, worker: str, now: float,
+                  step: Callable[[Job, Any], tuple[Job, Event | None]],
+                  touch: bool = False) -> list[ItemResult]:
+        """One transaction applying ``step`` to each item's job; an item that fails
+        (not found, stale, foreign) is answered alone and changes nothing."""
         with self._b.write() as conn:
             current = self._load(conn, (i.job_id for i in items), lock=True)
             results: list[ItemResult] = []
@@ -263,8 +267,7 @@ class SqlStore:
             for item in items:
                 try:
                     job = self._own(current, item.job_id, item.token, worker, now)
-                    new, ev = tr.heartbeat(job, token=item.token, now=now,
-                                           progress=item.progress)
+                    new, ev = step(job, item)
                 except HearthError as exc:
                     results.append(ItemResult(item.job_id, error=exc))
                     continue
@@ -272,8 +275,16 @@ class SqlStore:
                 changed.append((new, ev))
                 results.append(ItemResult(item.job_id, job=new))
             self._save(conn, changed)
-            self._touch(conn, worker, now)
+            if touch:
+                self._touch(conn, worker, now)
             return results
+
+    def heartbeat(self, items: Sequence[HeartbeatItem], *, worker: str,
+                  now: float) -> list[ItemResult]:
+        def step(job: Job, item: HeartbeatItem) -> tuple[Job, Event | None]:
+            return tr.heartbeat(job, token=item.token, now=now, progress=item.progress)
+
+        return self._per_item(items, worker=worker, now=now, step=step, touch=True)
 
     @staticmethod
     def _own(current: dict[str, Job], job_id: str, token: str, worker: str, now: float) -> Job:
@@ -287,22 +298,10 @@ class SqlStore:
 
     def finish(self, items: Sequence[FinishItem], *, worker: str, now: float,
                rand: Callable[[], float]) -> list[ItemResult]:
-        with self._b.write() as conn:
-            current = self._load(conn, (i.job_id for i in items), lock=True)
-            results: list[ItemResult] = []
-            changed: list[tuple[Job, Event | None]] = []
-            for item in items:
-                try:
-                    job = self._own(current, item.job_id, item.token, worker, now)
-                    new, ev = self._outcome(job, item, now, rand)
-                except HearthError as exc:
-                    results.append(ItemResult(item.job_id, error=exc))
-                    continue
-                current[item.job_id] = new
-                changed.append((new, ev))
-                results.append(ItemResult(item.job_id, job=new))
-            self._save(conn, changed)
-            return results
+        def step(job: Job, item: FinishItem) -> tuple[Job, Event | None]:
+            return self._outcome(job, item, now, rand)
+
+        return self._per_item(items, worker=worker, now=now, step=step)
 
     @staticmethod
     def _outcome(job: Job, item: FinishItem, now: float,
