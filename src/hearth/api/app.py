@@ -13,7 +13,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from hearth.api import errors
+from hearth.api import body, errors
 from hearth.api.context import ApiContext
 from hearth.api.middleware import BodyLimit, RequestCounter
 from hearth.api.routes import blobs, jobs, ops, watch, workers
@@ -34,5 +34,6 @@ def create_app(ctx: ApiContext, *,
     # Added last = outermost: the counter also sees the limit's 413 answers.
     app.add_middleware(BodyLimit, max_request=ctx.max_request, max_blob=ctx.max_blob)
     app.add_middleware(RequestCounter, metrics=ctx.metrics)
+    body.register_schemas(app)
     app.state.hearth = ctx
     return app

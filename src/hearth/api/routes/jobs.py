@@ -9,8 +9,10 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
+from starlette.requests import Request
 from starlette.responses import Response
 
+from hearth.api.body import documented, parse
 from hearth.api.context import ApiContext, authenticated
 from hearth.api.encode import json_response
 from hearth.api.routes import CONFLICT, ERROR_RESPONSES, NOT_FOUND, TOO_LARGE
@@ -56,16 +58,19 @@ def router(ctx: ApiContext) -> APIRouter:
 
     @r.post("/jobs", response_model=JobOut, status_code=201,
             responses={200: {"model": JobOut, "description": "the idempotency key matched "
-                             "an existing job (created: false)"}, **TOO_LARGE, **NOT_FOUND})
-    async def submit_job(body: JobSubmit) -> Response:
+                             "an existing job (created: false)"}, **TOO_LARGE, **NOT_FOUND},
+            openapi_extra=documented(JobSubmit))
+    async def submit_job(request: Request) -> Response:
+        body = await parse(request, JobSubmit)
         [sub] = await ctx.svc.submit([spec_from_wire(body)])
         out = job_to_wire(sub.job)
         out["created"] = sub.created
         return json_response(out, 201 if sub.created else 200)
 
     @r.post("/jobs/batch", response_model=JobBatchOut, status_code=201,
-            responses={**TOO_LARGE, **NOT_FOUND})
-    async def submit_batch(body: JobBatchSubmit) -> Response:
+            responses={**TOO_LARGE, **NOT_FOUND}, openapi_extra=documented(JobBatchSubmit))
+    async def submit_batch(request: Request) -> Response:
+        body = await parse(request, JobBatchSubmit)
         specs = []
         for index, item in enumerate(body.jobs):
             try:

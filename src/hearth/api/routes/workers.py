@@ -17,6 +17,7 @@ from starlette.responses import Response
 from starlette.types import Receive
 
 from hearth.api.auth import require_worker
+from hearth.api.body import documented, parse
 from hearth.api.context import ApiContext, Caller, authenticated
 from hearth.api.encode import item_to_wire, json_response
 from hearth.api.routes import CONFLICT, ERROR_RESPONSES, NOT_FOUND, TOO_LARGE
@@ -110,9 +111,9 @@ def router(ctx: ApiContext) -> APIRouter:
         nodes = await ctx.svc.list_nodes()
         return json_response({"nodes": [_node_to_wire(n) for n in nodes]})
 
-    @r.post("/leases", response_model=LeaseBatch)
-    async def lease(body: LeaseRequest, request: Request,
-                    principal: Caller) -> Response:
+    @r.post("/leases", response_model=LeaseBatch, openapi_extra=documented(LeaseRequest))
+    async def lease(request: Request, principal: Caller) -> Response:
+        body = await parse(request, LeaseRequest)
         require_worker(principal, body.worker)
         jobs = await ctx.svc.lease(worker=body.worker, kinds=body.kinds,
                                    max_jobs=body.max_jobs, wait=body.wait,
@@ -121,17 +122,19 @@ def router(ctx: ApiContext) -> APIRouter:
         return json_response({"leases": [{"job": job_to_wire(j), "token": j.lease_token}
                                          for j in jobs]})
 
-    @r.post("/leases/heartbeat", response_model=ItemBatchOut)
-    async def heartbeat_batch(body: HeartbeatBatch,
-                              principal: Caller) -> Response:
+    @r.post("/leases/heartbeat", response_model=ItemBatchOut,
+            openapi_extra=documented(HeartbeatBatch))
+    async def heartbeat_batch(request: Request, principal: Caller) -> Response:
+        body = await parse(request, HeartbeatBatch)
         require_worker(principal, body.worker)
         results = await ctx.svc.heartbeat([_heartbeat_item(i) for i in body.items],
                                           worker=body.worker)
         return json_response({"items": [item_to_wire(res) for res in results]})
 
-    @r.post("/leases/finish", response_model=ItemBatchOut)
-    async def finish_batch(body: FinishBatch,
-                           principal: Caller) -> Response:
+    @r.post("/leases/finish", response_model=ItemBatchOut,
+            openapi_extra=documented(FinishBatch))
+    async def finish_batch(request: Request, principal: Caller) -> Response:
+        body = await parse(request, FinishBatch)
         require_worker(principal, body.worker)
         results = await _finish(ctx, body.items, body.worker)
         return json_response({"items": [item_to_wire(res) for res in results]})
