@@ -57,7 +57,9 @@ class JobSubmit(BaseModel):
     delay: float = Field(0.0, ge=0, description="seconds to wait before the job is due")
     run_at: float | None = Field(None, description="epoch seconds; overrides delay")
     max_attempts: int = Field(3, ge=0, description="0 means unlimited")
-    backoff: BackoffIn = Field(default_factory=lambda: BackoffIn())
+    backoff: BackoffIn | None = Field(
+        None, description="retry delays; omitted: initial 1 s, max 300 s, multiplier 2, "
+        "jitter 0.1")
     lease_ttl: float = Field(30.0, ge=1, description="seconds a lease lasts without heartbeat")
     timeout: float | None = Field(None, gt=0, description="execution timeout per attempt")
     idempotency_key: str | None = None
@@ -300,13 +302,14 @@ def _payload_in(payload: Any, payload_b64: str | None, fields_set: set[str]
     return b"", "bytes"
 
 
+_DEFAULT_BACKOFF = Backoff()
+
+
 def spec_from_wire(item: JobSubmit) -> JobSpec:
     payload, payload_type = _payload_in(item.payload, item.payload_b64, item.model_fields_set)
-    try:
-        backoff = Backoff(item.backoff.initial, item.backoff.max, item.backoff.multiplier,
-                          item.backoff.jitter)
-    except ValidationError:
-        raise
+    wanted = item.backoff
+    backoff = _DEFAULT_BACKOFF if wanted is None else Backoff(
+        wanted.initial, wanted.max, wanted.multiplier, wanted.jitter)
     return JobSpec(
         kind=item.kind,
         payload=payload,
@@ -352,24 +355,45 @@ def _blobs_out(blobs: tuple[BlobRef, ...]) -> list[dict[str, Any]]:
     return [{"digest": b.digest, "size": b.size, "name": b.name} for b in blobs]
 
 
+_BACKOFF_WIRE: dict[Backoff, dict[str, float]] = {}
+
+
+def _backoff_out(backoff: Backoff) -> dict[str, float]:
+    """Shared per distinct backoff (frozen, and answers are only serialised)."""
+    found = _BACKOFF_WIRE.get(backoff)
+    if found is None:
+        found = {"initial": backoff.initial, "max": backoff.max,
+                 "multiplier": backoff.multiplier, "jitter": backoff.jitter}
+        if len(_BACKOFF_WIRE) < 1024:
+            _BACKOFF_WIRE[backoff] = found
+    return found
+
+
 def job_to_wire(job: Job) -> dict[str, Any]:
-    """A plain dict matching :class:`JobOut` (built by hand: this is the hot path)."""
-    out: dict[str, Any] = {
+    """A plain dict matching :class:`JobOut`. Built by hand, without intermediate
+    dicts: every submitted and every leased job goes through here."""
+    json_payload = job.payload_type == "json"
+    data = job.payload
+    result = job.result
+    progress = job.progress
+    error = job.last_error
+    return {
         "id": job.id,
         "namespace": job.namespace,
         "kind": job.kind,
         "state": job.state.value,
-        **_payload_out(job.payload, job.payload_type),
-        "input_blobs": _blobs_out(job.input_blobs),
+        "payload": (orjson.loads(data) if data else None) if json_payload else None,
+        "payload_b64": None if json_payload or not data else base64.b64encode(data).decode(),
+        "payload_type": job.payload_type,
+        "input_blobs": _blobs_out(job.input_blobs) if job.input_blobs else [],
         "priority": job.priority,
         "run_at": job.run_at,
         "max_attempts": job.max_attempts,
-        "backoff": {"initial": job.backoff.initial, "max": job.backoff.max,
-                    "multiplier": job.backoff.multiplier, "jitter": job.backoff.jitter},
+        "backoff": _backoff_out(job.backoff),
         "lease_ttl": job.lease_ttl,
         "timeout": job.timeout,
         "idempotency_key": job.idempotency_key,
-        "labels": dict(job.labels),
+        "labels": dict(job.labels) if job.labels else {},
         "parent": job.parent,
         "attempt": job.attempt,
         "failures": job.failures,
@@ -377,19 +401,17 @@ def job_to_wire(job: Job) -> dict[str, Any]:
         "leased_at": job.leased_at,
         "lease_expires_at": job.lease_expires_at,
         "cancel_requested": job.cancel_requested,
-        "progress": None if job.progress is None else {
-            "percent": job.progress.percent, "message": job.progress.message},
-        "result": None if job.result is None else {
-            **_payload_out(job.result.payload, job.result.payload_type),
-            "blobs": _blobs_out(job.result.blobs)},
-        "last_error": None if job.last_error is None else {
-            "message": job.last_error.message, "type": job.last_error.type,
-            "retryable": job.last_error.retryable},
+        "progress": None if progress is None else {
+            "percent": progress.percent, "message": progress.message},
+        "result": None if result is None else {
+            **_payload_out(result.payload, result.payload_type),
+            "blobs": _blobs_out(result.blobs)},
+        "last_error": None if error is None else {
+            "message": error.message, "type": error.type, "retryable": error.retryable},
         "created_at": job.created_at,
         "updated_at": job.updated_at,
         "finished_at": job.finished_at,
     }
-    return out
 
 
 def event_to_wire(event: Event) -> dict[str, Any]:
