@@ -206,13 +206,19 @@ def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 
 class CliCoordinator(CoordinatorProcess):
-    """A coordinator started the way users start it: ``hearth coordinator``."""
+    """A coordinator started the way users start it: ``hearth coordinator``, with
+    any ``extra`` command-line options."""
+
+    def __init__(self, data: Path, *, port: int = 0, store_url: str | None = None,
+                 extra: tuple[str, ...] = ()) -> None:
+        super().__init__(data, port=port, store_url=store_url)
+        self.extra = extra
 
     def _command(self) -> list[str]:
         args = [HEARTH, "coordinator", "--data", str(self.data), "--port", str(self.port)]
         if self.store_url:
             args += ["--store", self.store_url]
-        return args
+        return [*args, *self.extra]
 
 
 class WorkerProcess:

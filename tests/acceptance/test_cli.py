@@ -405,3 +405,17 @@ def _state(data: Path, job_id: str) -> str:
     assert done.returncode == 0, done.stderr
     state: str = json.loads(done.stdout)["job"]["state"]
     return state
+
+
+def test_coordinator_limits_come_from_its_command_line(tmp_path: Path) -> None:
+    data = tmp_path / "limited"
+    with CliCoordinator(data, extra=("--max-payload", "100", "--retention", "30d")) as coord:
+        small = hearth("submit", "--kind", "echo", "--payload", "x" * 100, url=coord.url,
+                       data=data)
+        assert small.returncode == 0, small.stderr
+        big = hearth("submit", "--kind", "echo", "--payload", "x" * 101, url=coord.url,
+                     data=data)
+        assert big.returncode == 1
+        assert big.stderr.startswith("error: payload is 101 bytes; the limit is 100 bytes")
+        listed = hearth("status", "-o", "json", url=coord.url, data=data)
+        assert len(json.loads(listed.stdout)) == 1  # the refused job was not stored

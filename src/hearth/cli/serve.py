@@ -17,7 +17,7 @@ import sys
 import threading
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -25,6 +25,7 @@ from hearth import config
 from hearth.cli.common import CliError, CliUsageError, Conn, client_options
 from hearth.cli.loader import load_worker
 from hearth.cli.pool import WorkerPool
+from hearth.cli.types import Duration
 
 if TYPE_CHECKING:
     from hearth.coordinator import Settings
@@ -55,12 +56,12 @@ def _check_port_free(host: str, port: int) -> None:
 
 
 def _settings(data: str | None, host: str, port: int, store: str | None, log_level: str,
-              log_format: str) -> Settings:
+              log_format: str, **limits: Any) -> Settings:
     from hearth.coordinator import Settings
 
     return Settings(data_dir=config.data_dir(data), host=host, port=port,
                     store_url=store or "", log_level=log_level.lower(),
-                    log_format=log_format).check()
+                    log_format=log_format, **limits).check()
 
 
 @click.command()
@@ -77,8 +78,14 @@ def _settings(data: str | None, host: str, port: int, store: str | None, log_lev
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text",
               show_default=True)
 @click.option("--log-level", type=LOG_LEVELS, default="info", show_default=True)
+@click.option("--retention", type=Duration(), default="7d", show_default=True,
+              help="Purge finished jobs (and their history) this long after they finish; "
+                   "blobs no job references are collected too.")
+@click.option("--max-payload", type=click.IntRange(min=1), default=1024 * 1024,
+              show_default=True, metavar="BYTES",
+              help="Largest job payload or result accepted; bigger data goes in blobs.")
 def coordinator(data: str | None, host: str, port: int, store: str | None, log_format: str,
-                log_level: str) -> None:
+                log_level: str, retention: float, max_payload: int) -> None:
     """Run the coordinator (queue, blobs, HTTP API) until Ctrl-C or SIGTERM.
 
     It writes its URL to <data>/coordinator.json and creates <data>/admin.token on
@@ -88,10 +95,15 @@ def coordinator(data: str | None, host: str, port: int, store: str | None, log_f
     Examples:
       hearth coordinator --data ./.hearth
       hearth coordinator --port 0 --store postgresql://hearth@db/hearth --log-format json
+      hearth coordinator --retention 30d --max-payload 4194304
     """
     from hearth.coordinator import run
 
-    settings = _settings(data, host, port, store, log_level, log_format)
+    if retention <= 0:
+        raise click.BadParameter("give a duration greater than 0, such as 7d",
+                                 param_hint="--retention")
+    settings = _settings(data, host, port, store, log_level, log_format,
+                         retention=retention, max_payload=max_payload)
     _check_port_free(settings.host, settings.port)
     try:
         run(settings)
