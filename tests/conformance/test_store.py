@@ -502,3 +502,44 @@ def test_following_a_purged_job_is_not_found(store: Store) -> None:
     store.purge_finished(before=T0 + 1)
     with pytest.raises(NotFound):
         store.events(job_id=job_id, after=last)
+
+
+def test_an_incremental_reader_of_the_event_feed_never_skips_an_event(store_url: str) -> None:
+    """Watchers follow the feed with ``after=<last seq seen>``: an event committed
+    after a later-numbered one would be skipped for ever. Writers race; a reader
+    follows; at the end it must have seen every event."""
+    writers = [open_store(store_url) for _ in range(4)]
+    reader = open_store(store_url)
+    try:
+        stop = threading.Event()
+        seen: list[int] = []
+
+        def follow() -> None:
+            last = 0
+            while True:
+                final = stop.is_set()
+                for event in reader.events(after=last, limit=1000):
+                    seen.append(event.seq)
+                    last = event.seq
+                if final:
+                    return
+
+        def write(i: int) -> None:
+            store = writers[i]
+            for n in range(40):
+                store.submit([JobSpec(kind=f"feed{i}")] * 3, now=T0 + n, new_id=new_id)
+                store.lease(worker=f"w{i}", kinds=[f"feed{i}"], limit=2, now=T0 + n,
+                            new_token=new_token)
+
+        follower = threading.Thread(target=follow)
+        follower.start()
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(write, range(4)))
+        stop.set()
+        follower.join()
+        every = [e.seq for e in reader.events(after=0, limit=100_000)]
+        assert len(every) == 4 * 40 * (3 + 2)
+        assert sorted(set(seen)) == every, f"the reader skipped {len(set(every) - set(seen))}"
+    finally:
+        for s in (*writers, reader):
+            s.close()

@@ -108,6 +108,10 @@ class Backend:
             params = list(rows)
         conn.exec_driver_sql(sql, params)
 
+    def order_events(self, conn: Connection) -> None:
+        """Make event ``seq`` order equal commit order until this transaction ends.
+        SQLite needs nothing: its single writer commits in ``seq`` order already."""
+
     def notify(self, conn: Connection, kinds: set[str]) -> None:
         """Tell other processes sharing the database that jobs changed (no-op here)."""
 
@@ -188,6 +192,13 @@ class PostgresBackend(Backend):
 
         clause: ColumnElement[bool] = cast(jobs.c.labels, postgresql.JSONB)[key].astext == value
         return clause
+
+    def order_events(self, conn: Connection) -> None:
+        # Concurrent transactions draw seq values in one order and may commit in
+        # another: a reader at seq N would never see an N-1 committed later. Appends
+        # are serialised by a transaction-level advisory lock held to commit; callers
+        # take it last, so no one waits on anything while holding it.
+        conn.execute(text("SELECT pg_advisory_xact_lock(7843002)"))
 
     def notify(self, conn: Connection, kinds: set[str]) -> None:
         payload = f"{self.sender}|{','.join(sorted(kinds))}"[:7000]

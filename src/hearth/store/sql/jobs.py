@@ -86,11 +86,11 @@ class SqlStore:
 
     # -- shared writes -------------------------------------------------------------------
     def _save(self, conn: Connection, changed: Sequence[tuple[Job, Event | None]]) -> None:
+        """Write changed jobs, then append their events: always the transaction's last
+        statements (see :meth:`_append_events`)."""
         if not changed:
             return
         self._b.executemany(conn, _UPDATE_JOB, [codec.job_update_row(job) for job, _ in changed])
-        events = [codec.event_to_row(ev) for _, ev in changed if ev is not None]
-        self._b.executemany(conn, _INSERT_EVENT, events)
         blob_rows = [
             {"job_id": job.id, "digest": digest}
             for job, _ in changed
@@ -102,6 +102,15 @@ class SqlStore:
         leasable = {job.kind for job, _ in changed if job.state.value in _LEASABLE}
         if leasable:  # other coordinators only need waking for work they can lease
             self._b.notify(conn, leasable)
+        self._append_events(conn, [ev for _, ev in changed if ev is not None])
+
+    def _append_events(self, conn: Connection, events: Sequence[Event]) -> None:
+        """Append history so that ``seq`` order is commit order (watchers follow the
+        feed with ``after=<last seq>`` and must never skip an event). The backend
+        serialises appends until commit; nothing may be waited on after this."""
+        if events:
+            self._b.order_events(conn)
+            self._b.executemany(conn, _INSERT_EVENT, [codec.event_to_row(e) for e in events])
 
     def _insert_blob_refs(self, conn: Connection, rows: list[dict[str, str]]) -> None:
         existing = {
@@ -168,12 +177,11 @@ class SqlStore:
                     existing[key] = job
             if created:
                 self._b.executemany(conn, _INSERT_JOB, [codec.job_to_row(j) for j, _ in created])
-                self._b.executemany(conn, _INSERT_EVENT,
-                                    [codec.event_to_row(e) for _, e in created])
                 refs = [{"job_id": j.id, "digest": d} for j, _ in created
                         for d in {b.digest for b in j.input_blobs}]
                 self._b.executemany(conn, _INSERT_BLOB, refs)
                 self._b.notify(conn, {j.kind for j, _ in created})
+                self._append_events(conn, [e for _, e in created])
             return out
 
     def get(self, job_id: str) -> Job:
@@ -251,8 +259,8 @@ class SqlStore:
                          now=now)
                 for r in candidates[:limit]
             ]
-            self._save(conn, changed)
             self._touch(conn, worker, now)
+            self._save(conn, changed)
             return [job for job, _ in changed]
 
     def _per_item(self, items: Sequence[_Item], *, worker: str, now: float,
@@ -274,9 +282,9 @@ class SqlStore:
                 current[item.job_id] = new
                 changed.append((new, ev))
                 results.append(ItemResult(item.job_id, job=new))
-            self._save(conn, changed)
             if touch:
                 self._touch(conn, worker, now)
+            self._save(conn, changed)
             return results
 
     def heartbeat(self, items: Sequence[HeartbeatItem], *, worker: str,
