@@ -10,16 +10,21 @@ Never log a token: this module returns it, callers put it in headers only.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from hearth.errors import Conflict
 
 DEFAULT_PORT = 7843
 DEFAULT_HOST = "127.0.0.1"
 TOKEN_FILE = "admin.token"
 ENDPOINT_FILE = "coordinator.json"
+LOCK_FILE = "coordinator.lock"
 
 
 def data_dir(path: str | os.PathLike[str] | None = None) -> Path:
@@ -45,6 +50,39 @@ def write_endpoint(directory: Path, url: str) -> None:
     tmp = directory / (ENDPOINT_FILE + ".tmp")
     tmp.write_text(json.dumps({"url": url, "pid": os.getpid()}) + "\n")
     tmp.replace(directory / ENDPOINT_FILE)
+
+
+@contextlib.contextmanager
+def exclusive_data_dir(directory: Path) -> Iterator[None]:
+    """Hold the data dir for one coordinator while it runs.
+
+    A second coordinator on the same data dir would take over ``coordinator.json``
+    and, on SQLite, never wake the first one's workers. The lock is an ``flock``,
+    so the kernel releases it when the holder exits, even after ``kill -9``.
+    """
+    try:
+        import fcntl
+    except ImportError:  # no flock (Windows): nothing to hold
+        yield
+        return
+    directory.mkdir(parents=True, exist_ok=True)
+    handle = open(directory / LOCK_FILE, "a+")  # noqa: SIM115 - held until the end
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            try:
+                running = json.loads((directory / ENDPOINT_FILE).read_text())
+                who = f" at {running['url']} (pid {running['pid']})"
+            except (OSError, ValueError, KeyError):
+                who = ""
+            raise Conflict(
+                f"another coordinator{who} is already using the data dir {directory}: "
+                "stop it first, or give this one a data dir of its own (--data)"
+            ) from None
+        yield
+    finally:
+        handle.close()
 
 
 @dataclass(frozen=True, slots=True)

@@ -227,7 +227,8 @@ def run(settings: Settings | None = None) -> None:
         log.info("coordinator listening on %s (data in %s, store %s)", url,
                  settings.data_dir, settings.store_url.split("://", 1)[0])
 
-    _Server(_uvicorn_config(app, settings), app, listening).run()
+    with config.exclusive_data_dir(settings.data_dir):
+        _Server(_uvicorn_config(app, settings), app, listening).run()
 
 
 @contextlib.contextmanager
@@ -236,28 +237,30 @@ def serve_in_thread(settings: Settings, app: FastAPI | None = None,
     """Run a coordinator on a background thread (tests, embedding); yields its URL.
 
     Shuts it down and waits for it on exit. ``settings.port`` 0 picks a free port.
+    Holds the data dir like :func:`run` (``Conflict`` if another coordinator does).
     """
-    app = app or build_app(settings)
-    server = _Server(_uvicorn_config(app, settings), app)
-    failure: list[BaseException] = []
+    with config.exclusive_data_dir(settings.data_dir):
+        app = app or build_app(settings)
+        server = _Server(_uvicorn_config(app, settings), app)
+        failure: list[BaseException] = []
 
-    def target() -> None:
+        def target() -> None:
+            try:
+                server.run()
+            except BaseException as exc:  # reported to the caller below
+                failure.append(exc)
+
+        thread = threading.Thread(target=target, name="hearth-coordinator", daemon=True)
+        thread.start()
+        deadline = time.monotonic() + timeout
+        while server.url is None and thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if server.url is None:
+            server.should_exit = True
+            thread.join(timeout)
+            raise RuntimeError(f"the coordinator did not start: {failure or 'timed out'}")
         try:
-            server.run()
-        except BaseException as exc:  # reported to the caller below
-            failure.append(exc)
-
-    thread = threading.Thread(target=target, name="hearth-coordinator", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + timeout
-    while server.url is None and thread.is_alive() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    if server.url is None:
-        server.should_exit = True
-        thread.join(timeout)
-        raise RuntimeError(f"the coordinator did not start: {failure or 'timed out'}")
-    try:
-        yield server.url
-    finally:
-        server.should_exit = True
-        thread.join(timeout)
+            yield server.url
+        finally:
+            server.should_exit = True
+            thread.join(timeout)

@@ -419,3 +419,21 @@ def test_coordinator_limits_come_from_its_command_line(tmp_path: Path) -> None:
         assert big.stderr.startswith("error: payload is 101 bytes; the limit is 100 bytes")
         listed = hearth("status", "-o", "json", url=coord.url, data=data)
         assert len(json.loads(listed.stdout)) == 1  # the refused job was not stored
+
+
+def test_a_second_coordinator_on_the_same_data_dir_is_refused(tmp_path: Path) -> None:
+    data = tmp_path / "shared"
+    with CliCoordinator(data) as first:
+        endpoint = (data / "coordinator.json").read_text()
+        second = subprocess.run(
+            [HEARTH, "coordinator", "--data", str(data), "--port", "0"],
+            capture_output=True, text=True, timeout=60, env=cli_env(), check=False)
+        assert second.returncode == 1
+        assert second.stderr.startswith(
+            f"error: another coordinator at {first.url} (pid ")
+        assert "--data" in second.stderr
+        assert (data / "coordinator.json").read_text() == endpoint  # not taken over
+        first.kill()  # kill -9: the kernel releases the lock
+        first.start()
+        assert hearth("submit", "--kind", "echo", "--payload", "x", url=first.url,
+                      data=data).returncode == 0
