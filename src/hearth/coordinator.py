@@ -20,11 +20,13 @@ import ipaddress
 import json
 import logging
 import random
+import signal
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import uvicorn
@@ -188,6 +190,15 @@ class _Server(uvicorn.Server):
         self._app = app
         self._on_listening = on_listening
         self.url: str | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        """SIGTERM/SIGINT ask for a graceful stop, after which the process exits 0.
+        (uvicorn records the signal and raises it again after shutting down, so the
+        process would die by it; a second SIGINT still forces the exit.)"""
+        if self.should_exit and sig == signal.SIGINT:
+            self.force_exit = True
+        else:
+            self.should_exit = True
 
     async def startup(self, sockets: Any = None) -> None:
         await super().startup(sockets)
