@@ -262,11 +262,9 @@ class Worker:
             except (Unauthorized, Forbidden, ValidationError):
                 raise  # retrying will not help: stop the worker with this error
             except HearthError as exc:
-                if isinstance(exc, NotFound):
-                    registered = None
-                else:
+                if not isinstance(exc, NotFound):  # NotFound: re-register, link is up
                     self._link.down(exc)
-                    registered = None
+                registered = None
                 await asyncio.sleep(backoff.next_delay())
 
     def _start(self, lease: LeaseOut) -> None:
