@@ -33,6 +33,6 @@ def test_migrate_is_idempotent(store_url: str) -> None:
         migrate(backend)
         migrate(backend)
         with backend.write_engine.connect() as conn:
-            assert MigrationContext.configure(conn).get_current_revision() == "0001"
+            assert MigrationContext.configure(conn).get_current_revision() == "0002"
     finally:
         backend.dispose()

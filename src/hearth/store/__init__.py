@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from hearth.store.port import (
+    CertRecord,
     FinishItem,
     HeartbeatItem,
     ItemResult,
@@ -12,9 +13,11 @@ from hearth.store.port import (
     QueueCount,
     Store,
     Submitted,
+    TokenRecord,
 )
 
 __all__ = [
+    "CertRecord",
     "FinishItem",
     "HeartbeatItem",
     "ItemResult",
@@ -24,6 +27,7 @@ __all__ = [
     "QueueCount",
     "Store",
     "Submitted",
+    "TokenRecord",
     "open_store",
 ]
 

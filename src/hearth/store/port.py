@@ -102,6 +102,45 @@ class QueueCount:
     count: int
 
 
+@dataclass(frozen=True, slots=True)
+class CertRecord:
+    """A client certificate the coordinator's CA issued (mutual-TLS enrollment).
+
+    Only the facts needed to list and revoke it: the certificate itself stays with its
+    holder. ``revoked_at`` is None while it is valid.
+    """
+
+    #: Lowercase hex, without separators; the primary key.
+    serial: str
+    name: str
+    #: "worker" or "admin".
+    role: str
+    kinds: tuple[str, ...]
+    #: SHA-256 of the DER encoding, lowercase hex.
+    fingerprint: str
+    issued_at: float
+    not_after: float
+    revoked_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRecord:
+    """An API token. The secret is never stored, only its SHA-256 (``secret_hash``)."""
+
+    #: Short public id; the primary key.
+    id: str
+    name: str
+    #: "admin", "operator", "approver" or "viewer".
+    role: str
+    #: Namespaces the token may act in; empty means every namespace.
+    namespaces: tuple[str, ...]
+    #: SHA-256 of the secret, lowercase hex.
+    secret_hash: str
+    created_at: float
+    expires_at: float | None = None
+    revoked_at: float | None = None
+
+
 class Store(Protocol):
     """Durable home of jobs, their history and registered nodes."""
 
@@ -193,6 +232,50 @@ class Store(Protocol):
 
     def list_nodes(self) -> list[Node]:
         """All nodes with ``in_flight`` = jobs currently leased to them."""
+        ...
+
+    # -- certificates and API tokens --------------------------------------------------
+    def record_certificate(self, cert: CertRecord) -> None:
+        """Remember an issued certificate. ``ValidationError`` if ``serial`` is not
+        lowercase hex; ``Conflict`` if a certificate with that serial exists."""
+        ...
+
+    def list_certificates(self, *, name: str | None = None) -> list[CertRecord]:
+        """All certificates (revoked ones too), or those issued to ``name``; ordered by
+        ``issued_at``, then ``serial``."""
+        ...
+
+    def revoke_certificates(self, *, now: float, name: str | None = None,
+                            serial: str | None = None) -> list[CertRecord]:
+        """Revoke, in one transaction, every not-yet-revoked certificate issued to
+        ``name``, or the one with ``serial`` (matched case-insensitively). Exactly one
+        of the two is required (``ValidationError``). Returns every matching record as
+        it is after the call, ordered as :meth:`list_certificates`; already revoked
+        ones keep their original ``revoked_at``. ``NotFound`` if nothing matches."""
+        ...
+
+    def revoked_serials(self) -> set[str]:
+        """Serials of every revoked certificate (for the TLS handshake check)."""
+        ...
+
+    def create_token(self, token: TokenRecord) -> None:
+        """Store a new token. ``Conflict`` if its id exists, or if a token that is not
+        revoked already has its name (a revoked token's name may be reused); of several
+        concurrent creators of one name exactly one succeeds."""
+        ...
+
+    def get_token(self, token_id: str) -> TokenRecord:
+        """The token with that id (revoked or expired too), or ``NotFound``."""
+        ...
+
+    def list_tokens(self) -> list[TokenRecord]:
+        """All tokens, revoked ones too, ordered by ``created_at``, then ``id``."""
+        ...
+
+    def revoke_token(self, id_or_name: str, *, now: float) -> TokenRecord:
+        """Revoke the token with that id or, when no id matches, the live token of that
+        name, and return it. A token already revoked is returned unchanged.
+        ``NotFound`` if neither matches."""
         ...
 
     # -- notifications and lifecycle --------------------------------------------------

@@ -45,6 +45,7 @@ from hearth.store.port import (
 from hearth.store.sql import codec
 from hearth.store.sql.backend import Backend
 from hearth.store.sql.schema import job_blobs, job_events, jobs, nodes
+from hearth.store.sql.security import SqlSecurity
 
 _Item = HeartbeatItem | FinishItem
 _LEASABLE = (JobState.QUEUED.value, JobState.FAILED.value)
@@ -77,8 +78,9 @@ _INSERT_EVENT = _insert_all(job_events)
 _INSERT_BLOB = _insert_all(job_blobs)
 
 
-class SqlStore:
-    """Implements :class:`hearth.store.port.Store` on a :class:`Backend`."""
+class SqlStore(SqlSecurity):
+    """Implements :class:`hearth.store.port.Store` on a :class:`Backend` (certificates
+    and API tokens in :mod:`hearth.store.sql.security`)."""
 
     def __init__(self, backend: Backend) -> None:
         self._b = backend

@@ -8,6 +8,10 @@ Indexes follow the hot queries:
   order; partial on the leasable states so finished jobs never slow it down;
 - ``ix_jobs_due``: the earliest future ``run_at`` per kind (waking long-polls);
 - ``ix_jobs_leased``: lease expiry for the reaper; ``ix_jobs_finished``: retention.
+
+``certificates`` and ``api_tokens`` back mutual-TLS enrollment and API tokens. A
+token's secret is never stored, only its SHA-256. ``uq_api_tokens_live_name`` is
+partial: at most one live (unrevoked) token per name, while revoked names may be reused.
 """
 
 from __future__ import annotations
@@ -145,4 +149,40 @@ nodes = Table(
     Column("status", String(16), nullable=False),
     Column("registered_at", Double, nullable=False),
     Column("last_seen", Double, nullable=False),
+)
+
+certificates = Table(
+    "certificates",
+    metadata,
+    Column("serial", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("kinds", Text, nullable=False),
+    Column("fingerprint", String(64), nullable=False),
+    Column("issued_at", Double, nullable=False),
+    Column("not_after", Double, nullable=False),
+    Column("revoked_at", Double, nullable=True),
+)
+Index("ix_certificates_name", certificates.c.name)
+
+_LIVE = text("revoked_at IS NULL")
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("namespaces", Text, nullable=False),
+    Column("secret_hash", String(64), nullable=False),
+    Column("created_at", Double, nullable=False),
+    Column("expires_at", Double, nullable=True),
+    Column("revoked_at", Double, nullable=True),
+)
+Index(
+    "uq_api_tokens_live_name",
+    api_tokens.c.name,
+    unique=True,
+    sqlite_where=_LIVE,
+    postgresql_where=_LIVE,
 )
