@@ -39,7 +39,15 @@ if TYPE_CHECKING:
 
     from hearth.client import AsyncClient, Client
     from hearth.domain.jobs import JobState
-    from hearth.worker import Fatal, JobCancelled, JobContext, NonRetryable, Output, Worker
+    from hearth.worker import (
+        Fatal,
+        JobCancelled,
+        JobContext,
+        NonRetryable,
+        Output,
+        Worker,
+        run_worker,
+    )
 
 #: Public name -> the module that defines it, imported on first access.
 _LAZY = {
@@ -52,6 +60,7 @@ _LAZY = {
     "NonRetryable": "hearth.worker",
     "Output": "hearth.worker",
     "Worker": "hearth.worker",
+    "run_worker": "hearth.worker",
 }
 
 
@@ -89,4 +98,5 @@ __all__ = [
     "ValidationError",
     "Worker",
     "__version__",
+    "run_worker",
 ]

@@ -6,9 +6,12 @@ id generators, starts the lease reaper and retention controllers, and closes all
 on shutdown. :func:`run` serves it with uvicorn and records the real listening URL in
 ``<data>/coordinator.json`` once the socket is bound (also for port 0).
 
-Secure by default: a listener on a non-loopback address is refused (mutual TLS for
-the LAN comes with enrollment); there is deliberately no override. Never log tokens
-or payloads.
+Secure by default: a listener on a loopback address speaks plain HTTP with tokens
+(the traffic never leaves the machine); any other listener speaks TLS 1.3 and requires
+a client certificate from this coordinator's CA (mutual TLS), with no override. On
+first start the data dir gets its CA, a server certificate and ``admin.hearth``
+(:mod:`hearth.security.local`). A TLS coordinator advertises itself over mDNS unless
+told not to. Never log tokens, keys or payloads.
 """
 
 from __future__ import annotations
@@ -34,14 +37,16 @@ from fastapi import FastAPI
 
 from hearth import __version__, config
 from hearth.api.app import create_app
-from hearth.api.auth import BearerTokenAuthenticator
+from hearth.api.auth import RequestAuthenticator
 from hearth.api.context import ApiContext
+from hearth.api.tls import TlsHttpToolsProtocol
 from hearth.blobs.fs import FsBlobStore
 from hearth.engine.controllers import LeaseReaper, Retention
 from hearth.engine.metrics import Metrics
 from hearth.engine.service import QueueService
 from hearth.errors import ValidationError
 from hearth.ids import new_job_id, new_token
+from hearth.security import local
 
 log = logging.getLogger("hearth.coordinator")
 
@@ -99,6 +104,12 @@ class Settings:
     store_threads: int = 8
     log_level: str = "info"
     log_format: str = "text"
+    #: TLS with required client certificates. None = on exactly when ``host`` is not a
+    #: loopback address (it cannot be turned off there); True also on loopback.
+    tls: bool | None = None
+    #: Advertise ``_hearth._tcp.local.`` over mDNS. None = when TLS is on and the host is
+    #: not a loopback address.
+    mdns: bool | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", config.data_dir(self.data_dir))
@@ -108,13 +119,26 @@ class Settings:
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
 
+    @property
+    def use_tls(self) -> bool:
+        return True if self.tls is None and not is_loopback(self.host) else bool(self.tls)
+
+    @property
+    def use_mdns(self) -> bool:
+        if self.mdns is None:
+            return self.use_tls and not is_loopback(self.host)
+        return self.mdns
+
     def check(self) -> Settings:
         """Raise ``ValidationError`` with a sentence for settings that cannot work."""
-        if not is_loopback(self.host):
+        if self.tls is False and not is_loopback(self.host):
             raise ValidationError(
-                f"refusing to listen on {self.host}: without mutual TLS the coordinator "
-                "only listens on a loopback address (127.0.0.1, ::1 or localhost). LAN "
-                "listeners arrive with worker enrollment and mutual TLS")
+                f"refusing to listen on {self.host} without TLS: every listener that is "
+                "not a loopback address uses mutual TLS. Drop --no-tls, or listen on "
+                "127.0.0.1")
+        if self.mdns and not self.use_tls:
+            raise ValidationError("mDNS advertises a LAN listener: it needs TLS (listen on "
+                                  "a non-loopback address, or pass --tls)")
         if not 0 <= self.port <= 65535:
             raise ValidationError(f"port {self.port} is not valid: use 0-65535 (0 picks a "
                                   "free port)")
@@ -137,10 +161,13 @@ def build_app(settings: Settings | None = None, *,
     """The coordinator as an ASGI app; its lifespan owns the store and controllers."""
     settings = (settings or Settings()).check()
     token = config.ensure_admin_token(settings.data_dir)
+    pki = local.LocalPki.prepare(settings.data_dir, host=settings.host, tls=settings.use_tls,
+                                 mdns=settings.use_mdns)
     metrics = Metrics()
-    ctx = ApiContext(authenticator=BearerTokenAuthenticator(token), metrics=metrics,
-                     max_request=settings.max_request, max_blob=settings.max_blob,
-                     version=__version__)
+    credentials = local.LateCredentials()
+    ctx = ApiContext(authenticator=RequestAuthenticator(token, credentials, clock=clock),
+                     metrics=metrics, max_request=settings.max_request,
+                     max_blob=settings.max_blob, version=__version__)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -155,28 +182,42 @@ def build_app(settings: Settings | None = None, *,
         retention = Retention(service, blobs, retention=settings.retention,
                               interval=settings.retention_interval,
                               blob_grace=settings.blob_gc_grace)
+        security = pki.service(store, clock=clock)
         try:
             await service.start()
+            await security.start()
+            await pki.ensure_admin_bundle(security)
+            pki.start_renewal()
             reaper.start()
             retention.start()
+            ctx.security = credentials.service = security
             ctx.attach(service, blobs)
             yield
         finally:
             ctx.detach()
+            ctx.security = credentials.service = None
+            await pki.stop_renewal()
+            await security.stop()
             await reaper.stop()
             await retention.stop()
             await service.close()
             blobs.close()
             await asyncio.to_thread(store.close)
 
-    return create_app(ctx, lifespan=lifespan)
+    app = create_app(ctx, lifespan=lifespan)
+    app.state.hearth_pki = pki
+    return app
 
 
-def _bound_url(server: uvicorn.Server) -> str:
+def _bound_url(server: uvicorn.Server, tls: bool) -> str:
+    scheme = "https" if tls else "http"
     for srv in getattr(server, "servers", []):
         for sock in srv.sockets or ():
             host, port = sock.getsockname()[:2]
-            return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+            # A wildcard listener is reached locally through loopback (the server
+            # certificate covers 127.0.0.1 and ::1).
+            host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+            return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
     raise RuntimeError("the server has no listening socket")
 
 
@@ -185,9 +226,11 @@ class _Server(uvicorn.Server):
     watches at the start of shutdown (they would otherwise hold it up)."""
 
     def __init__(self, cfg: uvicorn.Config, app: FastAPI,
-                 on_listening: Callable[[str], None] | None = None) -> None:
+                 on_listening: Callable[[str], None] | None = None, *,
+                 tls: bool = False) -> None:
         super().__init__(cfg)
         self._app = app
+        self._tls = tls
         self._on_listening = on_listening
         self.url: str | None = None
 
@@ -204,11 +247,18 @@ class _Server(uvicorn.Server):
         await super().startup(sockets)
         if self.should_exit:
             return
-        self.url = _bound_url(self)
+        self.url = _bound_url(self, self._tls)
+        pki = getattr(self._app.state, "hearth_pki", None)
+        if isinstance(pki, local.LocalPki):
+            pki.port = int(self.url.rsplit(":", 1)[1])
+            await pki.listening()
         if self._on_listening is not None:
             self._on_listening(self.url)
 
     async def shutdown(self, sockets: Any = None) -> None:
+        pki = getattr(self._app.state, "hearth_pki", None)
+        if isinstance(pki, local.LocalPki):
+            await pki.closing()
         ctx = getattr(self._app.state, "hearth", None)
         if isinstance(ctx, ApiContext):
             ctx.drain()
@@ -221,9 +271,19 @@ def _uvicorn_config(app: FastAPI, settings: Settings) -> uvicorn.Config:
         loop = "uvloop"
     except ImportError:  # pragma: no cover - Windows
         loop = "asyncio"
+    pki = getattr(app.state, "hearth_pki", None)
+    tls: dict[str, Any] = {}
+    if settings.use_tls:
+        if not isinstance(pki, local.LocalPki) or pki.ssl is None:
+            raise ValidationError("this app was built without TLS; build it with the "
+                                  "same settings it is served with")
+        context = pki.ssl
+        tls = {"http": TlsHttpToolsProtocol,
+               "ssl_context_factory": lambda _cfg, _default: context}
     return uvicorn.Config(app, host=settings.host, port=settings.port, loop=loop,
-                          http="httptools", ws="none", lifespan="on", access_log=False,
-                          log_config=None, log_level=settings.log_level.lower(),
+                          **{"http": "httptools", **tls}, ws="none", lifespan="on",
+                          access_log=False, log_config=None,
+                          log_level=settings.log_level.lower(),
                           timeout_graceful_shutdown=10, server_header=False)
 
 
@@ -239,7 +299,7 @@ def run(settings: Settings | None = None) -> None:
                  settings.data_dir, settings.store_url.split("://", 1)[0])
 
     with config.exclusive_data_dir(settings.data_dir):
-        _Server(_uvicorn_config(app, settings), app, listening).run()
+        _Server(_uvicorn_config(app, settings), app, listening, tls=settings.use_tls).run()
 
 
 @contextlib.contextmanager
@@ -252,7 +312,7 @@ def serve_in_thread(settings: Settings, app: FastAPI | None = None,
     """
     with config.exclusive_data_dir(settings.data_dir):
         app = app or build_app(settings)
-        server = _Server(_uvicorn_config(app, settings), app)
+        server = _Server(_uvicorn_config(app, settings), app, tls=settings.use_tls)
         failure: list[BaseException] = []
 
         def target() -> None:

@@ -62,13 +62,26 @@ def test_run_announces_its_real_url_and_stops_on_sigterm(tmp_path: Path) -> None
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.10", "example.com", "::"])
-def test_non_loopback_listeners_are_refused(tmp_path: Path, host: str) -> None:
+def test_non_loopback_listeners_always_use_mutual_tls(tmp_path: Path, host: str) -> None:
     settings = Settings(data_dir=tmp_path, host=host, port=0)
-    with pytest.raises(ValidationError, match="refusing to listen"):
-        run(settings)
-    with pytest.raises(ValidationError, match="loopback"):
-        build_app(settings)
+    assert settings.use_tls and settings.use_mdns
+    plain = settings.replace(tls=False)
+    with pytest.raises(ValidationError, match="without TLS"):
+        run(plain)
+    with pytest.raises(ValidationError, match="mutual TLS"):
+        build_app(plain)
     assert not (tmp_path / "coordinator.json").exists()
+    assert not (tmp_path / "ca").exists()
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1", "localhost"])
+def test_loopback_listeners_are_plain_http_unless_asked(tmp_path: Path, host: str) -> None:
+    settings = Settings(data_dir=tmp_path, host=host)
+    assert not settings.use_tls and not settings.use_mdns
+    assert settings.replace(tls=True).use_tls
+    assert not settings.replace(tls=True).use_mdns
+    with pytest.raises(ValidationError, match="needs TLS"):
+        settings.replace(mdns=True).check()
 
 
 def test_settings_defaults(tmp_path: Path) -> None:

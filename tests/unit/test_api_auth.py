@@ -6,8 +6,8 @@ import pytest
 from starlette.requests import Request
 
 from hearth.api.auth import (
-    BearerTokenAuthenticator,
     Principal,
+    RequestAuthenticator,
     may_act_as_worker,
     require_worker,
 )
@@ -22,7 +22,7 @@ def request(authorization: str | None) -> Request:
 
 
 def test_the_admin_token_authenticates_as_admin() -> None:
-    auth = BearerTokenAuthenticator(TOKEN)
+    auth = RequestAuthenticator(TOKEN)
     assert auth.authenticate(request(f"Bearer {TOKEN}")) == Principal("admin", "admin")
     assert auth.authenticate(request(f"bearer {TOKEN}")).role == "admin"
 
@@ -31,14 +31,14 @@ def test_the_admin_token_authenticates_as_admin() -> None:
                                     "Bearer wrong", f"Bearer {TOKEN}x", TOKEN])
 def test_anything_else_is_unauthorized_without_echoing_it(header: str | None) -> None:
     with pytest.raises(Unauthorized) as info:
-        BearerTokenAuthenticator(TOKEN).authenticate(request(header))
+        RequestAuthenticator(TOKEN).authenticate(request(header))
     assert TOKEN not in info.value.message
     assert "wrong" not in info.value.message
 
 
 def test_an_empty_admin_token_is_refused() -> None:
     with pytest.raises(ValueError, match="empty"):
-        BearerTokenAuthenticator("")
+        RequestAuthenticator("")
 
 
 @pytest.mark.parametrize(("principal", "worker", "allowed"), [

@@ -13,8 +13,11 @@ from hearth.errors import NotFound
 
 
 def public_methods(cls: type) -> set[str]:
-    return {name for name, value in vars(cls).items()
-            if not name.startswith("_") and inspect.isfunction(value)}
+    found: set[str] = set()
+    for klass in cls.__mro__[:-1]:  # mixins too, not object
+        found |= {name for name, value in vars(klass).items()
+                  if not name.startswith("_") and inspect.isfunction(value)}
+    return found
 
 
 def test_public_api_is_pinned() -> None:

@@ -37,6 +37,7 @@ PUBLIC = [
     "ValidationError",
     "Worker",
     "__version__",
+    "run_worker",
 ]
 
 #: Where each public name is defined; the re-export must be that very object.
@@ -50,6 +51,7 @@ HOMES = {
     "NonRetryable": "hearth.worker",
     "Output": "hearth.worker",
     "Worker": "hearth.worker",
+    "run_worker": "hearth.worker",
 }
 ERRORS = ["Conflict", "Forbidden", "HearthError", "InvalidTransition", "NotFound",
           "PayloadTooLarge", "StaleLease", "Unauthorized", "Unavailable", "ValidationError"]

@@ -22,7 +22,7 @@ ALMOST_ONE = math.nextafter(1.0, 0.0)
 def test_public_api_is_pinned() -> None:
     assert hearth.worker.__all__ == sorted(hearth.worker.__all__)
     assert set(hearth.worker.__all__) == {"Fatal", "JobCancelled", "JobContext",
-                                          "NonRetryable", "Output", "Worker"}
+                                          "NonRetryable", "Output", "Worker", "run_worker"}
 
 
 @pytest.mark.parametrize(

@@ -5,8 +5,8 @@ from __future__ import annotations
 from hearth.api.app import create_app
 from hearth.api.auth import (
     Authenticator,
-    BearerTokenAuthenticator,
     Principal,
+    RequestAuthenticator,
     may_act_as_worker,
     require_worker,
 )
@@ -15,8 +15,8 @@ from hearth.api.context import ApiContext
 __all__ = [
     "ApiContext",
     "Authenticator",
-    "BearerTokenAuthenticator",
     "Principal",
+    "RequestAuthenticator",
     "create_app",
     "may_act_as_worker",
     "require_worker",

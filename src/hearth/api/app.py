@@ -16,10 +16,11 @@ from fastapi import FastAPI
 from hearth.api import body, errors
 from hearth.api.context import ApiContext
 from hearth.api.middleware import BodyLimit, RequestCounter
-from hearth.api.routes import blobs, jobs, ops, watch, workers
+from hearth.api.routes import blobs, jobs, ops, security, watch, workers
 
 DESCRIPTION = ("Hearth runs work durably: submit jobs, lease them from workers with "
-               "fencing tokens, watch their history. Every /v1 route needs "
+               "fencing tokens, watch their history. Every /v1 route needs a verified "
+               "client certificate (mutual TLS, a bundle from `hearth enroll`) or "
                "'Authorization: Bearer <token>'.")
 
 
@@ -29,7 +30,7 @@ def create_app(ctx: ApiContext, *,
     app = FastAPI(title="Hearth", version=ctx.version, description=DESCRIPTION,
                   lifespan=lifespan)
     errors.install(app)
-    for module in (jobs, workers, watch, blobs, ops):
+    for module in (jobs, workers, watch, blobs, security, ops):
         app.include_router(module.router(ctx))
     # Added last = outermost: the counter also sees the limit's 413 answers.
     app.add_middleware(BodyLimit, max_request=ctx.max_request, max_blob=ctx.max_blob)

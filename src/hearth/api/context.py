@@ -9,13 +9,14 @@ its own beyond references: the store, blobs and feed own theirs.
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
 
 from fastapi import Depends, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.requests import Request
 
-from hearth.api.auth import Authenticator, Principal
+from hearth.api.auth import Authenticator, Principal, require
 from hearth.blobs.port import BlobStore
 from hearth.engine.metrics import Metrics
 from hearth.engine.service import QueueService
@@ -23,15 +24,21 @@ from hearth.errors import Unavailable
 
 #: Documents the bearer scheme in OpenAPI; the check itself is the Authenticator's.
 bearer_scheme = HTTPBearer(auto_error=False, scheme_name="bearer",
-                           description="the coordinator's admin token (admin.token)")
+                           description="an API token (`hearth token create`) or the "
+                           "coordinator's admin token (admin.token); over mutual TLS the "
+                           "client certificate identifies the caller instead")
 
 SSE_KEEPALIVE = 15.0
 
 
 class ApiContext:
     def __init__(self, *, authenticator: Authenticator, metrics: Metrics, max_request: int,
-                 max_blob: int, version: str, sse_keepalive: float = SSE_KEEPALIVE) -> None:
+                 max_blob: int, version: str, sse_keepalive: float = SSE_KEEPALIVE,
+                 security: Any = None) -> None:
         self.authenticator = authenticator
+        #: The :class:`hearth.security.service.SecurityService` (enrollment, tokens,
+        #: revocation), or None where the app runs without one (some unit tests).
+        self.security = security
         self.metrics = metrics
         self.max_request = max_request
         self.max_blob = max_blob
@@ -75,3 +82,14 @@ async def authenticated(
 
 #: A handler parameter of this type receives the authenticated caller.
 Caller = Annotated[Principal, Depends(authenticated)]
+
+
+def allow(permission: str) -> Callable[..., Awaitable[Principal]]:
+    """A dependency: the authenticated caller, if its role grants ``permission``
+    (403 with a sentence otherwise)."""
+
+    async def dependency(principal: Caller) -> Principal:
+        return require(principal, permission)
+
+    dependency.__name__ = f"allow_{permission.replace('.', '_')}"
+    return dependency

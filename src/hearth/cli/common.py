@@ -74,11 +74,12 @@ class Conn:
     url: str | None
     token: str | None
     data: str | None
+    bundle: str | None = None
 
     def client(self) -> Any:
         from hearth.client import Client
 
-        return Client(self.url, token=self.token, data=self.data)
+        return Client(self.url, token=self.token, data=self.data, bundle=self.bundle)
 
 
 def client_options(func: F) -> F:
@@ -86,8 +87,8 @@ def client_options(func: F) -> F:
 
     @functools.wraps(func)
     def wrapper(*args: Any, url: str | None, token: str | None, data: str | None,
-                **kwargs: Any) -> Any:
-        return func(*args, conn=Conn(url, token, data), **kwargs)
+                bundle: str | None, **kwargs: Any) -> Any:
+        return func(*args, conn=Conn(url, token, data, bundle), **kwargs)
 
     wrapper = click.option(
         "--data", envvar="HEARTH_DATA", metavar="DIR",
@@ -95,11 +96,17 @@ def client_options(func: F) -> F:
              "[env HEARTH_DATA; default ./.hearth].")(wrapper)
     wrapper = click.option(
         "--token", envvar="HEARTH_TOKEN", metavar="TOKEN", show_default=False,
-        help="API token [env HEARTH_TOKEN; default: <data>/admin.token].")(wrapper)
+        help="API token (`hearth token create`) [env HEARTH_TOKEN; for a loopback "
+             "coordinator default <data>/admin.token].")(wrapper)
+    wrapper = click.option(
+        "--bundle", envvar="HEARTH_BUNDLE", metavar="FILE",
+        help="Enrollment bundle (client certificate) for a mutual-TLS coordinator [env "
+             "HEARTH_BUNDLE; then <data>/admin.hearth, ./.hearth/admin.hearth, "
+             "~/.hearth/admin.hearth].")(wrapper)
     wrapper = click.option(
         "--url", envvar="HEARTH_URL", metavar="URL",
-        help="Coordinator URL [env HEARTH_URL; default: <data>/coordinator.json, "
-             "then http://127.0.0.1:7843].")(wrapper)
+        help="Coordinator URL [env HEARTH_URL; default: <data>/coordinator.json and the "
+             "bundle's addresses, then http://127.0.0.1:7843].")(wrapper)
     return wrapper  # type: ignore[return-value]
 
 

@@ -16,6 +16,7 @@ from hearth.cli.blobs import blob
 from hearth.cli.common import HearthGroup, output_option
 from hearth.cli.jobs import cancel, retry, submit
 from hearth.cli.render import emit_json
+from hearth.cli.security import ca, enroll, token, whoami
 from hearth.cli.serve import coordinator, up, worker
 from hearth.cli.status import nodes, status
 
@@ -32,8 +33,14 @@ def cli() -> None:
       hearth up
       hearth submit --kind echo --payload hi --wait
 
-    Client commands find the coordinator through --url/--token, $HEARTH_URL and
-    $HEARTH_TOKEN, or the data dir (--data, $HEARTH_DATA, default ./.hearth).
+    Across machines: `hearth coordinator --host 0.0.0.0` listens with mutual TLS,
+    `hearth enroll NAME` writes NAME.hearth, and `hearth worker NAME.hearth --import
+    mymodule` joins from another machine (the coordinator is found from the bundle,
+    or over mDNS).
+
+    Client commands find the coordinator through --url, the bundle (--bundle,
+    $HEARTH_BUNDLE, <data>/admin.hearth, ~/.hearth/admin.hearth) or a token (--token,
+    $HEARTH_TOKEN), and the data dir (--data, $HEARTH_DATA, default ./.hearth).
     """
 
 
@@ -52,7 +59,8 @@ def version(output: str) -> None:
         click.echo(f"hearth {__version__} (Python {platform.python_version()})")
 
 
-for command in (up, coordinator, worker, submit, status, cancel, retry, nodes, blob):
+for command in (up, coordinator, worker, submit, status, cancel, retry, nodes, blob, enroll,
+                ca, token, whoami):
     cli.add_command(command)
 
 

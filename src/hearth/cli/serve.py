@@ -58,10 +58,14 @@ def _check_port_free(host: str, port: int) -> None:
 def _settings(data: str | None, host: str, port: int, store: str | None, log_level: str,
               log_format: str, **limits: Any) -> Settings:
     from hearth.coordinator import Settings
+    from hearth.errors import ValidationError
 
-    return Settings(data_dir=config.data_dir(data), host=host, port=port,
-                    store_url=store or "", log_level=log_level.lower(),
-                    log_format=log_format, **limits).check()
+    try:
+        return Settings(data_dir=config.data_dir(data), host=host, port=port,
+                        store_url=store or "", log_level=log_level.lower(),
+                        log_format=log_format, **limits).check()
+    except ValidationError as exc:
+        raise CliUsageError(exc.message) from None
 
 
 @click.command()
@@ -69,7 +73,15 @@ def _settings(data: str | None, host: str, port: int, store: str | None, log_lev
               help="Where the database, blobs and admin token live [env HEARTH_DATA; "
                    "default ./.hearth].")
 @click.option("--host", default=config.DEFAULT_HOST, show_default=True,
-              help="Address to listen on (loopback only until mutual TLS arrives).")
+              help="Address to listen on. A loopback address speaks plain HTTP with tokens; "
+                   "any other (0.0.0.0 for every interface) speaks mutual TLS: only "
+                   "enrolled bundles get in.")
+@click.option("--tls/--no-tls", "tls", default=None,
+              help="Force mutual TLS on a loopback address too [default: TLS exactly when "
+                   "the address is not loopback; it cannot be turned off there].")
+@click.option("--mdns/--no-mdns", "mdns", default=None,
+              help="Advertise _hearth._tcp.local. so workers find the coordinator "
+                   "[default: on for a TLS listener on a LAN address].")
 @click.option("--port", type=PORT, default=config.DEFAULT_PORT, show_default=True,
               help="Port to listen on; 0 picks a free one (see <data>/coordinator.json).")
 @click.option("--store", metavar="URL", default=None,
@@ -84,16 +96,19 @@ def _settings(data: str | None, host: str, port: int, store: str | None, log_lev
 @click.option("--max-payload", type=click.IntRange(min=1), default=1024 * 1024,
               show_default=True, metavar="BYTES",
               help="Largest job payload or result accepted; bigger data goes in blobs.")
-def coordinator(data: str | None, host: str, port: int, store: str | None, log_format: str,
-                log_level: str, retention: float, max_payload: int) -> None:
+def coordinator(data: str | None, host: str, tls: bool | None, mdns: bool | None, port: int,
+                store: str | None, log_format: str, log_level: str, retention: float,
+                max_payload: int) -> None:
     """Run the coordinator (queue, blobs, HTTP API) until Ctrl-C or SIGTERM.
 
-    It writes its URL to <data>/coordinator.json and creates <data>/admin.token on
-    first start, so local clients and workers find it with no options.
+    On first start it creates its CA (<data>/ca), the admin bundle
+    <data>/admin.hearth and <data>/admin.token; it writes its URL to
+    <data>/coordinator.json, so local clients and workers find it with no options.
 
     \b
     Examples:
       hearth coordinator --data ./.hearth
+      hearth coordinator --host 0.0.0.0            # the LAN, with mutual TLS and mDNS
       hearth coordinator --port 0 --store postgresql://hearth@db/hearth --log-format json
       hearth coordinator --retention 30d --max-payload 4194304
     """
@@ -103,7 +118,7 @@ def coordinator(data: str | None, host: str, port: int, store: str | None, log_f
         raise click.BadParameter("give a duration greater than 0, such as 7d",
                                  param_hint="--retention")
     settings = _settings(data, host, port, store, log_level, log_format,
-                         retention=retention, max_payload=max_payload)
+                         retention=retention, max_payload=max_payload, tls=tls, mdns=mdns)
     _check_port_free(settings.host, settings.port)
     try:
         run(settings)
@@ -121,40 +136,57 @@ def _configure_worker_logging(level: str) -> None:
 
 
 @click.command()
+@click.argument("bundle_file", metavar="[BUNDLE]", required=False)
 @click.option("--import", "imports", multiple=True, required=True, metavar="MODULE[:ATTR]",
               help="Module with handlers: its `worker` (or any Worker instance), or a "
                    "register(worker) function; repeat to combine register() modules.")
 @click.option("--concurrency", type=click.IntRange(1, 10_000), default=None,
               help="Jobs run at once [default 8].")
-@click.option("--name", default=None, help="Node name [default <hostname>-<pid>].")
+@click.option("--name", default=None,
+              help="Node name [default: the bundle's name, else <hostname>-<pid>].")
+@click.option("--addr", default=None, metavar="HOST:PORT",
+              help="Coordinator address, overriding the bundle's addresses and mDNS.")
+@click.option("--mdns/--no-mdns", "mdns", default=True, show_default=True,
+              help="Look for the coordinator over mDNS when the bundle's addresses fail.")
 @click.option("--log-level", type=LOG_LEVELS, default="info", show_default=True)
 @client_options
-def worker(conn: Conn, imports: tuple[str, ...], concurrency: int | None, name: str | None,
+def worker(conn: Conn, bundle_file: str | None, imports: tuple[str, ...],
+           concurrency: int | None, name: str | None, addr: str | None, mdns: bool,
            log_level: str) -> None:
     """Run a worker: lease jobs of the imported handlers' kinds until Ctrl-C or SIGTERM.
+
+    With BUNDLE (a file made by `hearth enroll NAME` on the coordinator), it runs as
+    NAME over mutual TLS and finds the coordinator at the bundle's addresses, then over
+    mDNS (--addr overrides both). Without one it joins the local coordinator.
 
     On SIGTERM it stops leasing, lets running jobs finish (30 s), and hands back the
     rest; a second signal hurries it.
 
     \b
     Examples:
+      hearth worker my-laptop.hearth --import mymodule
+      hearth worker my-laptop.hearth --import mymodule --addr 192.168.1.10:7843
       hearth worker --import hearth.builtins
       hearth worker --import examples.img2pdf.img2pdf --concurrency 2
-      hearth worker --import myapp.tasks:worker --url http://127.0.0.1:7843
     """
     from hearth.worker import Worker
+
+    bundle_file = bundle_file or conn.bundle
+    if bundle_file and conn.bundle and bundle_file != conn.bundle:
+        raise CliUsageError("give the bundle once: as the BUNDLE argument or with --bundle")
 
     # A Worker created at import time with no arguments finds its coordinator through
     # these variables, so the connection options apply to it as well.
     for var, value in (("HEARTH_URL", conn.url), ("HEARTH_TOKEN", conn.token),
-                       ("HEARTH_DATA", conn.data)):
+                       ("HEARTH_DATA", conn.data), ("HEARTH_BUNDLE", bundle_file)):
         if value is not None:
             os.environ[var] = value
     built: list[Worker] = []
 
     def build() -> Worker:
         if not built:
-            built.append(Worker(conn.url, token=conn.token, data=conn.data, name=name,
+            built.append(Worker(conn.url, token=conn.token, data=conn.data,
+                                name=None if bundle_file else name,
                                 concurrency=concurrency or 8))
         return built[0]
 
@@ -164,8 +196,13 @@ def worker(conn: Conn, imports: tuple[str, ...], concurrency: int | None, name: 
                             "be combined in one process: import one of them, or give the "
                             "others a register(worker) function")
     (chosen,) = workers.values()
+    if bundle_file:
+        chosen.use_bundle(bundle_file, addr=addr, mdns=mdns, name=name)
+    elif addr:
+        raise CliUsageError("--addr picks the coordinator of a bundle; without a bundle "
+                            "use --url")
     if chosen not in built:  # the module's own Worker: apply the options given
-        if name is not None:
+        if name is not None and not bundle_file:
             chosen.name = name
         if concurrency is not None:
             chosen.concurrency = concurrency

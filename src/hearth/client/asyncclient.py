@@ -19,9 +19,10 @@ from typing import Any
 
 import httpx
 
+from hearth.client.admin import AdminMethods
 from hearth.client.blobio import CHUNK, BlobSource, PartFile, upload_body
 from hearth.client.build import BlobArg, b64, blob_ref, build_model, job_path, job_submit
-from hearth.client.http import HttpCore, model_body
+from hearth.client.http import ClientCert, HttpCore, model_body
 from hearth.client.sse import SSEParser
 from hearth.config import resolve_endpoint
 from hearth.domain.validation import check_digest
@@ -60,17 +61,25 @@ ITEM_CHUNK = 5000
 #: The watch stream sends a keepalive every 15 s; silence longer than this is a drop.
 WATCH_READ_TIMEOUT = 45.0
 
-class AsyncClient:
+class AsyncClient(AdminMethods):
     """Talk to a Hearth coordinator. Use as ``async with AsyncClient() as client:``."""
 
     def __init__(self, url: str | None = None, *, token: str | None = None,
                  data: str | os.PathLike[str] | None = None, timeout: float = 30.0,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
-        endpoint = resolve_endpoint(url, token, data)
+                 transport: httpx.AsyncBaseTransport | None = None,
+                 bundle: str | os.PathLike[str] | None = None) -> None:
+        endpoint = resolve_endpoint(url, token, data, bundle)
         self.url = endpoint.url
         self.timeout = timeout
+        #: The bundle's name when this client authenticates with a certificate.
+        self.identity = endpoint.bundle.name if endpoint.tls and endpoint.bundle else None
+        cert = None
+        if self.identity is not None and endpoint.bundle is not None:
+            info = endpoint.bundle.info()
+            cert = ClientCert(info.name, info.not_before, info.not_after)
         self._core = HttpCore(endpoint.url, endpoint.token, timeout=timeout,
-                              transport=transport)
+                              transport=transport, ssl_context=endpoint.ssl_context(),
+                              cert=cert)
 
     def __repr__(self) -> str:
         return f"AsyncClient(url={self.url!r})"

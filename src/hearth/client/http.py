@@ -12,8 +12,11 @@ lives in the ``Authorization`` header of the pool and nowhere else.
 
 from __future__ import annotations
 
+import ssl
+import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -81,8 +84,95 @@ def _error_from_response(response: httpx.Response, url: str) -> HearthError:
     )
 
 
-def unavailable(url: str, exc: Exception, timeout: float | None = None) -> Unavailable:
-    """A sentence for a connection that failed; never includes headers or the token."""
+#: TLS failures the client itself detects or is told by an alert, by the OpenSSL
+#: reason in the error text: the sentence to show. (Python's asyncio servers close the
+#: connection without flushing their alert when they refuse a client certificate, so
+#: such a refusal usually arrives as a bare disconnect: see :func:`unavailable`.)
+_TLS_REASONS: tuple[tuple[str, str], ...] = (
+    ("CERTIFICATE_VERIFY_FAILED", "the coordinator at {url} presented a certificate that "
+     "this bundle's CA did not issue (or that does not cover this address): the bundle "
+     "belongs to another Hearth coordinator, or the address is not the coordinator's"),
+    ("CERTIFICATE_REQUIRED", "the coordinator at {url} requires a client certificate: "
+     "pass --bundle FILE (made by `hearth enroll` on the coordinator) or set "
+     "$HEARTH_BUNDLE"),
+    ("UNKNOWN_CA", "the coordinator at {url} does not trust this client certificate: it "
+     "was issued by another Hearth CA. Ask this coordinator's admin for a bundle "
+     "(`hearth enroll NAME`)"),
+    ("CERTIFICATE_EXPIRED", "the coordinator at {url} refused the client certificate: it "
+     "has expired. Ask the coordinator's admin for a new bundle (`hearth enroll NAME`)"),
+    ("WRONG_VERSION_NUMBER", "the coordinator at {url} does not speak TLS: use an "
+     "http:// URL for a loopback coordinator"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ClientCert:
+    """What the client knows of its own certificate, to explain a refusal."""
+
+    name: str
+    not_before: float
+    not_after: float
+
+
+def tls_failure(url: str, exc: BaseException) -> str | None:
+    """The sentence for a TLS failure in ``exc`` (or its causes), if it is one."""
+    seen: BaseException | None = exc
+    text = ""
+    while seen is not None:
+        text += f" {seen}"
+        if isinstance(seen, ssl.SSLError):
+            text += f" {seen.reason or ''}"
+        seen = seen.__cause__ or seen.__context__
+    upper = text.upper().replace(" ", "_")
+    for reason, sentence in _TLS_REASONS:
+        if reason in upper:
+            return sentence.format(url=url)
+    return None
+
+
+def _day(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(ts))
+
+
+def _refused_certificate(url: str, cert: ClientCert | None) -> HearthError:
+    """A TLS coordinator closed the connection before answering: most likely it refused
+    the client certificate. Say why when the client can tell on its own."""
+    now = time.time()
+    if cert is None:
+        return Unauthorized(f"the coordinator at {url} closed the connection without "
+                            "answering: it requires a client certificate. Pass --bundle "
+                            "FILE (made by `hearth enroll` on the coordinator)")
+    if now >= cert.not_after:
+        return Unauthorized(f"the coordinator at {url} refused the certificate of "
+                            f"{cert.name}: it expired on {_day(cert.not_after)}. Ask the "
+                            f"coordinator's admin for a new bundle (hearth enroll {cert.name})")
+    if now < cert.not_before:
+        return Unauthorized(f"the certificate of {cert.name} is valid only from "
+                            f"{_day(cert.not_before)}: check this machine's clock")
+    return Unavailable(
+        f"the coordinator at {url} closed the connection without answering. If this "
+        f"persists, it does not accept the certificate of {cert.name}: the bundle was made "
+        "by another Hearth coordinator, or before this one's CA was replaced; ask its "
+        f"admin for a new bundle (hearth enroll {cert.name})")
+
+
+def unavailable(url: str, exc: Exception, timeout: float | None = None,
+                cert: ClientCert | None = None) -> HearthError:
+    """A sentence for a connection that failed; never includes headers or the token.
+
+    A refusal that retrying cannot cure is :class:`Unauthorized`; anything else
+    (including a bare disconnect, which a restarting coordinator causes too) is
+    :class:`Unavailable`."""
+    refused = tls_failure(url, exc)
+    if refused is not None:
+        return Unauthorized(refused)
+    if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError):
+        if url.startswith("https://"):
+            return _refused_certificate(url, cert)
+        return Unavailable(
+            f"the coordinator at {url} closed the connection without answering: if it "
+            "listens on a LAN address it speaks mutual TLS, so use an https:// URL and a "
+            "bundle (--bundle)")
     if isinstance(exc, httpx.TimeoutException):
         within = f" within {timeout:g} s" if timeout else ""
         return Unavailable(
@@ -107,17 +197,21 @@ class HttpCore:
     """A pooled HTTP/1.1 connection to one coordinator, with errors mapped."""
 
     def __init__(self, url: str, token: str | None, *, timeout: float,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+                 transport: httpx.AsyncBaseTransport | None = None,
+                 ssl_context: ssl.SSLContext | None = None,
+                 cert: ClientCert | None = None) -> None:
         headers = {"user-agent": f"hearth-python/{__version__}"}
         if token:
             headers["authorization"] = f"Bearer {token}"
         self.url = url
         self.timeout = timeout
+        self._cert = cert
         self._http = httpx.AsyncClient(
             base_url=url,
             headers=headers,
             timeout=timeout,
             transport=transport,
+            verify=ssl_context if ssl_context is not None else True,
             limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
         )
 
@@ -154,7 +248,7 @@ class HttpCore:
                 timeout=self._timeout(wait) if wait else httpx.USE_CLIENT_DEFAULT,
             )
         except httpx.TransportError as exc:
-            raise unavailable(self.url, exc, self.timeout + wait) from exc
+            raise unavailable(self.url, exc, self.timeout + wait, self._cert) from exc
         if response.status_code >= 400:
             raise _error_from_response(response, self.url)
         return response
@@ -180,4 +274,4 @@ class HttpCore:
                     raise _error_from_response(response, self.url)
                 yield response
         except httpx.TransportError as exc:
-            raise unavailable(self.url, exc, read_timeout) from exc
+            raise unavailable(self.url, exc, read_timeout, self._cert) from exc

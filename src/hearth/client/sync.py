@@ -102,8 +102,10 @@ def blocking_iter(fn: Callable[Concatenate[AsyncClient, P], AsyncIterator[T]]
 
 
 async def _open(url: str | None, token: str | None, data: str | os.PathLike[str] | None,
-                timeout: float, transport: httpx.AsyncBaseTransport | None) -> AsyncClient:
-    return AsyncClient(url, token=token, data=data, timeout=timeout, transport=transport)
+                timeout: float, transport: httpx.AsyncBaseTransport | None,
+                bundle: str | os.PathLike[str] | None) -> AsyncClient:
+    return AsyncClient(url, token=token, data=data, timeout=timeout, transport=transport,
+                       bundle=bundle)
 
 
 class Client:
@@ -115,14 +117,17 @@ class Client:
 
     def __init__(self, url: str | None = None, *, token: str | None = None,
                  data: str | os.PathLike[str] | None = None, timeout: float = 30.0,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+                 transport: httpx.AsyncBaseTransport | None = None,
+                 bundle: str | os.PathLike[str] | None = None) -> None:
         self._portal = Portal()
         try:
-            self._async = self._portal.call(_open(url, token, data, timeout, transport))
+            self._async = self._portal.call(_open(url, token, data, timeout, transport,
+                                                  bundle))
         except BaseException:
             self._portal.close()
             raise
         self.url = self._async.url
+        self.identity = self._async.identity
         self.timeout = timeout
 
     def __repr__(self) -> str:
@@ -165,6 +170,13 @@ class Client:
     lease = blocking(AsyncClient.lease)
     heartbeat = blocking(AsyncClient.heartbeat)
     finish = blocking(AsyncClient.finish)
+    whoami = blocking(AsyncClient.whoami)
+    enroll = blocking(AsyncClient.enroll)
+    certificates = blocking(AsyncClient.certificates)
+    revoke = blocking(AsyncClient.revoke)
+    create_token = blocking(AsyncClient.create_token)
+    tokens = blocking(AsyncClient.tokens)
+    revoke_token = blocking(AsyncClient.revoke_token)
 
 
 __all__ = ["Client", "Portal", "blocking", "blocking_iter"]

@@ -19,6 +19,15 @@ from __future__ import annotations
 
 from hearth.worker.context import JobContext
 from hearth.worker.outcome import Fatal, JobCancelled, NonRetryable, Output
+from hearth.worker.quick import run_worker
 from hearth.worker.runtime import Worker
 
-__all__ = ["Fatal", "JobCancelled", "JobContext", "NonRetryable", "Output", "Worker"]
+__all__ = [
+    "Fatal",
+    "JobCancelled",
+    "JobContext",
+    "NonRetryable",
+    "Output",
+    "Worker",
+    "run_worker",
+]

@@ -43,6 +43,10 @@ class Running:
     progress_sent: int = 0
     #: True once its outcome is queued (or dropped): no more heartbeats, no outcome.
     reported: bool = False
+    #: Monotonic time until which the lease is surely held: the send time of the last
+    #: accepted heartbeat (or the start) plus the lease TTL. Past it, the coordinator
+    #: may have given the job to another worker, so the handler is stopped.
+    held_until: float = 0.0
 
     @property
     def beat_every(self) -> float:
@@ -69,13 +73,16 @@ class Heartbeats:
 
     def started(self, run: Running) -> None:
         """A job started: wake the loop if it needs a beat sooner than planned."""
-        run.next_beat = time.monotonic() + run.beat_every
+        now = time.monotonic()
+        run.next_beat = now + run.beat_every
+        run.held_until = now + run.lease.job.lease_ttl
         if self._due is None or run.next_beat < self._due:
             self._wake.set()
 
     async def run(self) -> None:
         while True:
-            self._due = min((r.next_beat for r in self._running.values()), default=None)
+            self._due = min((min(r.next_beat, r.held_until) for r in self._running.values()
+                             if not r.reported), default=None)
             if self._due is None:
                 await self._wake.wait()
                 self._wake.clear()
@@ -91,6 +98,11 @@ class Heartbeats:
     async def beat(self) -> None:
         """Send one heartbeat for every running job and act on the answers."""
         now = time.monotonic()
+        for run in [r for r in self._running.values() if not r.reported]:
+            if now >= run.held_until:
+                self._on_lost(run, f"no heartbeat reached the coordinator for "
+                                   f"{run.lease.job.lease_ttl:g} s, so the lease has expired "
+                                   "there")
         batch = [r for r in self._running.values() if not r.reported]
         if not batch:
             return
@@ -106,14 +118,26 @@ class Heartbeats:
                 items.append(HeartbeatIn(job_id=run.ctx.id, token=run.ctx.token,
                                          progress=progress[1]))
                 versions.append(progress[0])
+        # A heartbeat that cannot get through within a third of the shortest lease is
+        # useless, and waiting longer would delay noticing that the lease ran out.
+        limit = max(1.0, min(r.lease.job.lease_ttl for r in batch) / 3)
         try:
-            answers = await self._client.heartbeat(self._worker, items)
+            answers = await asyncio.wait_for(self._client.heartbeat(self._worker, items),
+                                             limit)
+        except TimeoutError:
+            answers = None
+            self._link.down(Unavailable(f"a heartbeat got no answer within {limit:g} s"))
         except HearthError as exc:
             if not isinstance(exc, Unavailable) and exc.status < 500:
                 self._log.error("the coordinator refused a heartbeat: %s", exc,
                                 extra={"event": "heartbeat_refused"})
             else:
                 self._link.down(exc)
+            soon = time.monotonic() + self._backoff.next_delay()
+            for run in batch:
+                run.next_beat = min(run.next_beat, soon)
+            return
+        if answers is None:
             soon = time.monotonic() + self._backoff.next_delay()
             for run in batch:
                 run.next_beat = min(run.next_beat, soon)
@@ -129,6 +153,7 @@ class Heartbeats:
             if found is None or found.reported:
                 continue
             if answer.status == 200:
+                found.held_until = now + found.lease.job.lease_ttl
                 if answer.cancel_requested:
                     self._on_cancel(found)
             elif answer.status in (404, 409):

@@ -31,8 +31,10 @@ from hearth import __version__
 from hearth.client import AsyncClient
 from hearth.domain.validation import check_node_name
 from hearth.errors import Forbidden, HearthError, NotFound, Unauthorized, ValidationError
+from hearth.security.bundle import Bundle, read_bundle
 from hearth.wire import BlobRefIn, ErrorIn, FinishIn, LeaseOut, NodeRegister, ResultIn
 from hearth.worker.beats import Heartbeats, Running
+from hearth.worker.connect import coordinator_url
 from hearth.worker.context import JobContext
 from hearth.worker.link import Backoff, Link
 from hearth.worker.outbox import Outbox
@@ -66,7 +68,9 @@ class Worker:
     def __init__(self, url: str | None = None, *, token: str | None = None,
                  data: str | os.PathLike[str] | None = None, name: str | None = None,
                  concurrency: int = 8, batch: int | None = None, poll_wait: float = 30.0,
-                 grace: float = 30.0, namespaces: Iterable[str] = ()) -> None:
+                 grace: float = 30.0, namespaces: Iterable[str] = (),
+                 bundle: str | os.PathLike[str] | None = None, addr: str | None = None,
+                 mdns: bool = True) -> None:
         if not isinstance(concurrency, int) or concurrency < 1:
             raise ValidationError("concurrency must be a whole number of at least 1")
         if batch is not None and (not isinstance(batch, int) or batch < 1):
@@ -76,7 +80,12 @@ class Worker:
         if grace < 0:
             raise ValidationError("grace must be 0 or more seconds")
         self._url, self._token, self._data = url, token, data
+        self._bundle_path: str | os.PathLike[str] | None = None
+        self._bundle: Bundle | None = None
+        self._addr, self._mdns = addr, mdns
         self.name = check_node_name(name) if name is not None else default_name()
+        if bundle is not None:
+            self.use_bundle(bundle, addr=addr, mdns=mdns, name=name)
         self.concurrency = concurrency
         self.batch = min(batch or concurrency, concurrency, 1000)
         self.poll_wait = poll_wait
@@ -95,6 +104,23 @@ class Worker:
         return f"Worker(name={self.name!r}, kinds={self._handlers.kinds!r})"
 
     # -- configuration ------------------------------------------------------------------
+
+    def use_bundle(self, bundle: str | os.PathLike[str], *, addr: str | None = None,
+                   mdns: bool = True, name: str | None = None) -> None:
+        """Run as the worker enrolled in ``bundle``: its name, its certificate, and the
+        coordinator at ``addr``, else the bundle's addresses, else found over mDNS."""
+        found = read_bundle(bundle)
+        if name is not None and name != found.name:
+            raise ValidationError(
+                f"this bundle enrolls worker {found.name!r}, so it runs under that name, "
+                f"not {name!r}: drop --name, or enroll {name!r}")
+        if found.role != "worker":
+            raise ValidationError(
+                f"{bundle} is an {found.role} bundle; a worker runs from a worker bundle "
+                f"(hearth enroll {found.name})")
+        self._bundle_path, self._bundle = bundle, found
+        self._addr, self._mdns = addr, mdns
+        self.name = found.name
 
     def handler(self, kind: str, *, timeout: float | None = None) -> Callable[[F], F]:
         """Register a sync or async function of a :class:`JobContext` for ``kind``."""
@@ -160,7 +186,15 @@ class Worker:
         self._slots = asyncio.Semaphore(self.concurrency)
         self._executor = (ThreadPoolExecutor(self.concurrency, thread_name_prefix="hearth-job")
                           if self._handlers.any_sync else None)
-        async with AsyncClient(self._url, token=self._token, data=self._data) as client:
+        url = self._url
+        if self._bundle is not None and url is None:
+            stop_event = self._stop
+            url = await asyncio.to_thread(coordinator_url, self._bundle, addr=self._addr,
+                                          mdns=self._mdns, stopped=stop_event.is_set)
+            if url is None:
+                return  # asked to stop while looking for the coordinator
+        async with AsyncClient(url, token=self._token, data=self._data,
+                               bundle=self._bundle_path) as client:
             self._client = client
             self._link = Link(client.url, log)
             self._outbox = Outbox(client, self.name, self._link, log)

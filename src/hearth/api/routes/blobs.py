@@ -14,7 +14,8 @@ from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from hearth.api.context import ApiContext, authenticated
+from hearth.api.auth import BLOBS_READ, BLOBS_WRITE
+from hearth.api.context import ApiContext, allow
 from hearth.api.encode import json_response
 from hearth.api.routes import ERROR_RESPONSES, NOT_FOUND, TOO_LARGE
 from hearth.domain.validation import check_digest
@@ -27,22 +28,25 @@ _BYTES: dict[int | str, dict[str, Any]] = {200: {"content": {"application/octet-
 
 
 def router(ctx: ApiContext) -> APIRouter:
-    r = APIRouter(prefix="/v1", tags=["blobs"], dependencies=[Depends(authenticated)],
-                  responses={**ERROR_RESPONSES, **TOO_LARGE})
+    r = APIRouter(prefix="/v1", tags=["blobs"], responses={**ERROR_RESPONSES, **TOO_LARGE})
+    read = [Depends(allow(BLOBS_READ))]
+    write = [Depends(allow(BLOBS_WRITE))]
 
-    @r.post("/blobs", response_model=BlobOut, openapi_extra=_RAW_BODY)
+    @r.post("/blobs", response_model=BlobOut, openapi_extra=_RAW_BODY, dependencies=write)
     async def upload(request: Request) -> Response:
         info = await ctx.blob_store.put(request.stream(), max_size=ctx.max_blob)
         return json_response({"digest": info.digest, "size": info.size})
 
-    @r.put("/blobs/{digest:path}", response_model=BlobOut, openapi_extra=_RAW_BODY)
+    @r.put("/blobs/{digest:path}", response_model=BlobOut, openapi_extra=_RAW_BODY,
+           dependencies=write)
     async def upload_as(digest: str, request: Request) -> Response:
         check_digest(digest)
         info = await ctx.blob_store.put(request.stream(), expected=digest,
                                         max_size=ctx.max_blob)
         return json_response({"digest": info.digest, "size": info.size})
 
-    @r.get("/blobs/{digest:path}", response_class=Response, responses={**_BYTES, **NOT_FOUND})
+    @r.get("/blobs/{digest:path}", response_class=Response, responses={**_BYTES, **NOT_FOUND},
+           dependencies=read)
     async def download(digest: str, request: Request) -> Response:
         check_digest(digest)
         etag = f'"{digest}"'
@@ -55,7 +59,8 @@ def router(ctx: ApiContext) -> APIRouter:
             headers={"Content-Length": str(reader.size), "ETag": etag},
             background=BackgroundTask(reader.aclose))
 
-    @r.head("/blobs/{digest:path}", response_class=Response, responses=NOT_FOUND)
+    @r.head("/blobs/{digest:path}", response_class=Response, responses=NOT_FOUND,
+            dependencies=read)
     async def head(digest: str) -> Response:
         size = await ctx.blob_store.size(check_digest(digest))
         return Response(headers={"Content-Length": str(size), "ETag": f'"{digest}"'},

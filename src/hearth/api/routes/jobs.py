@@ -12,8 +12,16 @@ from fastapi import APIRouter, Depends, Query
 from starlette.requests import Request
 from starlette.responses import Response
 
+from hearth.api.auth import (
+    JOBS_CONTROL,
+    JOBS_READ,
+    JOBS_SUBMIT,
+    Principal,
+    require_namespace,
+    scoped_namespace,
+)
 from hearth.api.body import documented, parse
-from hearth.api.context import ApiContext, authenticated
+from hearth.api.context import ApiContext, allow
 from hearth.api.encode import json_response
 from hearth.api.routes import CONFLICT, ERROR_RESPONSES, NOT_FOUND, TOO_LARGE
 from hearth.domain.jobs import JobState
@@ -52,16 +60,26 @@ def _labels(values: list[str]) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
+Reader = Annotated[Principal, Depends(allow(JOBS_READ))]
+Submitter = Annotated[Principal, Depends(allow(JOBS_SUBMIT))]
+Controller = Annotated[Principal, Depends(allow(JOBS_CONTROL))]
+
+
 def router(ctx: ApiContext) -> APIRouter:
-    r = APIRouter(prefix="/v1", tags=["jobs"], dependencies=[Depends(authenticated)],
-                  responses=ERROR_RESPONSES)
+    r = APIRouter(prefix="/v1", tags=["jobs"], responses=ERROR_RESPONSES)
+
+    async def visible(principal: Principal, job_id: str) -> None:
+        """A namespace-scoped caller only touches jobs of its namespaces."""
+        if principal.namespaces:
+            require_namespace(principal, (await ctx.svc.get(job_id)).namespace)
 
     @r.post("/jobs", response_model=JobOut, status_code=201,
             responses={200: {"model": JobOut, "description": "the idempotency key matched "
                              "an existing job (created: false)"}, **TOO_LARGE, **NOT_FOUND},
             openapi_extra=documented(JobSubmit))
-    async def submit_job(request: Request) -> Response:
+    async def submit_job(request: Request, principal: Submitter) -> Response:
         body = await parse(request, JobSubmit)
+        require_namespace(principal, body.namespace)
         [sub] = await ctx.svc.submit([spec_from_wire(body)])
         out = job_to_wire(sub.job)
         out["created"] = sub.created
@@ -69,10 +87,11 @@ def router(ctx: ApiContext) -> APIRouter:
 
     @r.post("/jobs/batch", response_model=JobBatchOut, status_code=201,
             responses={**TOO_LARGE, **NOT_FOUND}, openapi_extra=documented(JobBatchSubmit))
-    async def submit_batch(request: Request) -> Response:
+    async def submit_batch(request: Request, principal: Submitter) -> Response:
         body = await parse(request, JobBatchSubmit)
         specs = []
         for index, item in enumerate(body.jobs):
+            require_namespace(principal, item.namespace)
             try:
                 specs.append(spec_from_wire(item))
             except HearthError as exc:
@@ -87,6 +106,7 @@ def router(ctx: ApiContext) -> APIRouter:
 
     @r.get("/jobs", response_model=JobPage)
     async def list_jobs(
+        principal: Reader,
         namespace: str | None = None,
         kind: Annotated[list[str], Query()] = [],  # noqa: B006 - FastAPI copies defaults
         state: Annotated[list[str], Query()] = [],  # noqa: B006
@@ -96,41 +116,51 @@ def router(ctx: ApiContext) -> APIRouter:
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
         cursor: str | None = None,
     ) -> Response:
-        flt = JobFilter(namespace=namespace, kinds=tuple(kind), states=_states(state),
-                        labels=_labels(label), worker=worker, parent=parent)
+        flt = JobFilter(namespace=scoped_namespace(principal, namespace), kinds=tuple(kind),
+                        states=_states(state), labels=_labels(label), worker=worker,
+                        parent=parent)
         page = await ctx.svc.list_jobs(flt, limit=limit, cursor=cursor)
         return json_response({"jobs": [job_to_wire(j) for j in page.jobs],
                               "next_cursor": page.next_cursor})
 
     @r.get("/jobs/{job_id}", response_model=JobOut, responses=NOT_FOUND)
-    async def get_job(job_id: str) -> Response:
-        return json_response(job_to_wire(await ctx.svc.get(job_id)))
+    async def get_job(job_id: str, principal: Reader) -> Response:
+        job = await ctx.svc.get(job_id)
+        require_namespace(principal, job.namespace)
+        return json_response(job_to_wire(job))
 
     @r.get("/jobs/{job_id}/events", response_model=EventPage, responses=NOT_FOUND)
-    async def job_events(job_id: str, after: Annotated[int, Query(ge=0)] = 0,
+    async def job_events(job_id: str, principal: Reader, after: Annotated[int, Query(ge=0)] = 0,
                          limit: Annotated[int, Query(ge=1, le=10_000)] = 1000) -> Response:
+        await visible(principal, job_id)
         events = await ctx.svc.events(job_id=job_id, after=after, limit=limit)
         return json_response({"events": [event_to_wire(e) for e in events]})
 
     @r.get("/jobs/{job_id}/wait", response_model=JobOut, responses=NOT_FOUND)
-    async def wait_job(job_id: str, timeout: Annotated[float, Query(ge=0, le=MAX_WAIT)] = 30.0
+    async def wait_job(job_id: str, principal: Reader,
+                       timeout: Annotated[float, Query(ge=0, le=MAX_WAIT)] = 30.0
                        ) -> Response:
+        await visible(principal, job_id)
         return json_response(job_to_wire(await ctx.svc.wait_for(job_id, timeout)))
 
     @r.post("/jobs/{job_id}/cancel", response_model=JobOut, responses={**NOT_FOUND,
                                                                         **CONFLICT})
-    async def cancel_job(job_id: str) -> Response:
+    async def cancel_job(job_id: str, principal: Controller) -> Response:
+        await visible(principal, job_id)
         return json_response(job_to_wire(await ctx.svc.cancel(job_id)))
 
     @r.post("/jobs/{job_id}/retry", response_model=JobOut, responses={**NOT_FOUND,
                                                                        **CONFLICT})
-    async def retry_job(job_id: str) -> Response:
+    async def retry_job(job_id: str, principal: Controller) -> Response:
+        await visible(principal, job_id)
         return json_response(job_to_wire(await ctx.svc.retry(job_id)))
 
     @r.get("/events", response_model=EventPage)
-    async def events(after: Annotated[int, Query(ge=0)] = 0, namespace: str | None = None,
+    async def events(principal: Reader, after: Annotated[int, Query(ge=0)] = 0,
+                     namespace: str | None = None,
                      limit: Annotated[int, Query(ge=1, le=10_000)] = 1000) -> Response:
-        found = await ctx.svc.events(after=after, limit=limit, namespace=namespace)
+        found = await ctx.svc.events(after=after, limit=limit,
+                                     namespace=scoped_namespace(principal, namespace))
         return json_response({"events": [event_to_wire(e) for e in found]})
 
     return r

@@ -19,7 +19,8 @@ import orjson
 from fastapi import APIRouter, Depends, Header, Query
 from starlette.responses import Response, StreamingResponse
 
-from hearth.api.context import ApiContext, authenticated
+from hearth.api.auth import JOBS_READ, Principal, require_namespace, scoped_namespace
+from hearth.api.context import ApiContext, allow
 from hearth.api.routes import ERROR_RESPONSES, NOT_FOUND
 from hearth.domain.jobs import Event
 from hearth.engine.service import SHARED_STORE_RECHECK, QueueService
@@ -74,11 +75,11 @@ async def _stream(ctx: ApiContext, svc: QueueService, first: list[Event], seen: 
 
 
 def router(ctx: ApiContext) -> APIRouter:
-    r = APIRouter(prefix="/v1", tags=["jobs"], dependencies=[Depends(authenticated)],
-                  responses=ERROR_RESPONSES)
+    r = APIRouter(prefix="/v1", tags=["jobs"], responses=ERROR_RESPONSES)
 
     @r.get("/watch", response_class=StreamingResponse, responses={**_SSE, **NOT_FOUND})
     async def watch(
+        principal: Annotated[Principal, Depends(allow(JOBS_READ))],
         job_id: str | None = None,
         namespace: str | None = None,
         kind: Annotated[list[str], Query()] = [],  # noqa: B006 - FastAPI copies defaults
@@ -86,6 +87,10 @@ def router(ctx: ApiContext) -> APIRouter:
         last_event_id: Annotated[str | None, Header()] = None,
     ) -> Response:
         svc = ctx.svc
+        if job_id is not None and principal.namespaces:
+            require_namespace(principal, (await svc.get(job_id)).namespace)
+        elif job_id is None:
+            namespace = scoped_namespace(principal, namespace)
         if last_event_id:
             try:
                 after = int(last_event_id)

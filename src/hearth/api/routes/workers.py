@@ -16,11 +16,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive
 
-from hearth.api.auth import require_worker
+from hearth.api.auth import NODES_READ, WORK, Principal, require_kinds, require_worker
 from hearth.api.body import documented, parse
-from hearth.api.context import ApiContext, Caller, authenticated
+from hearth.api.context import ApiContext, allow
 from hearth.api.encode import item_to_wire, json_response
 from hearth.api.routes import CONFLICT, ERROR_RESPONSES, NOT_FOUND, TOO_LARGE
+from hearth.domain.jobs import Job
 from hearth.errors import HearthError, ValidationError
 from hearth.store.port import FinishItem, HeartbeatItem, ItemResult, Node
 from hearth.wire import (
@@ -88,10 +89,23 @@ def _until_disconnect(receive: Receive) -> Callable[[], Awaitable[None]]:
     return wait
 
 
+async def _still_valid(ctx: ApiContext, principal: Principal, jobs: Sequence[Job],
+                       worker: str) -> None:
+    try:
+        ctx.authenticator.recheck(principal)
+    except HearthError:
+        await ctx.svc.finish([FinishItem(j.id, j.lease_token or "", "released", None, None)
+                              for j in jobs], worker=worker)
+        raise
+
+
 def _same_job(path_id: str, body_id: str) -> None:
     if path_id != body_id:
         raise ValidationError(f"the body is about job {body_id!r} but the path names job "
                               f"{path_id!r}; they must be the same")
+
+
+Worker = Annotated[Principal, Depends(allow(WORK))]
 
 
 def router(ctx: ApiContext) -> APIRouter:
@@ -99,32 +113,44 @@ def router(ctx: ApiContext) -> APIRouter:
 
     @r.post("/nodes", response_model=NodeOut)
     async def register_node(body: NodeRegister,
-                            principal: Caller) -> Response:
+                            principal: Worker) -> Response:
         require_worker(principal, body.name)
+        require_kinds(principal, body.kinds)
         node = await ctx.svc.register_node(Node(
             name=body.name, kinds=tuple(body.kinds), host=body.host, version=body.version,
             concurrency=body.concurrency, labels=dict(body.labels)))
         return json_response(_node_to_wire(node))
 
-    @r.get("/nodes", response_model=NodeList, dependencies=[Depends(authenticated)])
+    @r.get("/nodes", response_model=NodeList, dependencies=[Depends(allow(NODES_READ))])
     async def list_nodes() -> Response:
         nodes = await ctx.svc.list_nodes()
-        return json_response({"nodes": [_node_to_wire(n) for n in nodes]})
+        revoked = ctx.security.revoked_names() if ctx.security is not None else set()
+        out = []
+        for node in nodes:
+            wire = _node_to_wire(node)
+            if node.name in revoked:
+                wire["status"] = "revoked"
+            out.append(wire)
+        return json_response({"nodes": out})
 
     @r.post("/leases", response_model=LeaseBatch, openapi_extra=documented(LeaseRequest))
-    async def lease(request: Request, principal: Caller) -> Response:
+    async def lease(request: Request, principal: Worker) -> Response:
         body = await parse(request, LeaseRequest)
         require_worker(principal, body.worker)
+        require_kinds(principal, body.kinds)
         jobs = await ctx.svc.lease(worker=body.worker, kinds=body.kinds,
                                    max_jobs=body.max_jobs, wait=body.wait,
                                    namespaces=body.namespaces,
                                    disconnected=_until_disconnect(request.receive))
+        if jobs and principal.via != "admin-token":
+            # Revoked while this long poll waited: hand the jobs straight back.
+            await _still_valid(ctx, principal, jobs, body.worker)
         return json_response({"leases": [{"job": job_to_wire(j), "token": j.lease_token}
                                          for j in jobs]})
 
     @r.post("/leases/heartbeat", response_model=ItemBatchOut,
             openapi_extra=documented(HeartbeatBatch))
-    async def heartbeat_batch(request: Request, principal: Caller) -> Response:
+    async def heartbeat_batch(request: Request, principal: Worker) -> Response:
         body = await parse(request, HeartbeatBatch)
         require_worker(principal, body.worker)
         results = await ctx.svc.heartbeat([_heartbeat_item(i) for i in body.items],
@@ -133,7 +159,7 @@ def router(ctx: ApiContext) -> APIRouter:
 
     @r.post("/leases/finish", response_model=ItemBatchOut,
             openapi_extra=documented(FinishBatch))
-    async def finish_batch(request: Request, principal: Caller) -> Response:
+    async def finish_batch(request: Request, principal: Worker) -> Response:
         body = await parse(request, FinishBatch)
         require_worker(principal, body.worker)
         results = await _finish(ctx, body.items, body.worker)
@@ -143,7 +169,7 @@ def router(ctx: ApiContext) -> APIRouter:
             responses={**NOT_FOUND, **CONFLICT})
     async def heartbeat_one(job_id: str, body: HeartbeatIn,
                             worker: Annotated[str, Query(description=_WORKER)],
-                            principal: Caller) -> Response:
+                            principal: Worker) -> Response:
         require_worker(principal, worker)
         _same_job(job_id, body.job_id)
         [res] = await ctx.svc.heartbeat([_heartbeat_item(body)], worker=worker)
@@ -155,7 +181,7 @@ def router(ctx: ApiContext) -> APIRouter:
             responses={**NOT_FOUND, **CONFLICT, **TOO_LARGE})
     async def finish_one(job_id: str, body: FinishIn,
                          worker: Annotated[str, Query(description=_WORKER)],
-                         principal: Caller) -> Response:
+                         principal: Worker) -> Response:
         require_worker(principal, worker)
         _same_job(job_id, body.job_id)
         [res] = await _finish(ctx, [body], worker)

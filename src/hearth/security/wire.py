@@ -1,0 +1,102 @@
+"""The JSON shapes of the security routes (enrollment, certificates, tokens, whoami),
+shared by the API and the client like :mod:`hearth.wire`.
+
+A token's value appears in exactly one shape, :class:`TokenCreated`, answered once.
+No shape ever carries a private key except the enrollment answer, which is the bundle
+file itself (``application/x-hearth-bundle``), not JSON.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from hearth.store.port import CertRecord, TokenRecord
+
+_STRICT = ConfigDict(extra="forbid")
+
+BUNDLE_MEDIA_TYPE = "application/x-hearth-bundle"
+
+
+class EnrollIn(BaseModel):
+    model_config = _STRICT
+    name: str
+    role: str = "worker"
+    kinds: list[str] = Field(default_factory=list, max_length=256)
+    #: Seconds the certificate is valid.
+    validity: float = 90 * 86400.0
+    #: ``host:port`` the worker dials; None = the coordinator's own LAN addresses;
+    #: an empty list = none (the worker discovers the coordinator over mDNS).
+    addresses: list[str] | None = Field(default=None, max_length=64)
+
+
+class RevokeIn(BaseModel):
+    model_config = _STRICT
+    name: str | None = None
+    serial: str | None = None
+
+
+class CertOut(BaseModel):
+    serial: str
+    name: str
+    role: str
+    kinds: list[str]
+    fingerprint: str
+    issued_at: float
+    not_after: float
+    revoked_at: float | None
+
+
+class CertList(BaseModel):
+    certificates: list[CertOut]
+
+
+class TokenCreate(BaseModel):
+    model_config = _STRICT
+    name: str
+    role: str
+    namespaces: list[str] = Field(default_factory=list, max_length=256)
+    #: Seconds until the token expires; None = never.
+    expires_in: float | None = None
+
+
+class TokenOut(BaseModel):
+    id: str
+    name: str
+    role: str
+    namespaces: list[str]
+    created_at: float
+    expires_at: float | None
+    revoked_at: float | None
+
+
+class TokenCreated(TokenOut):
+    #: The token itself. Shown once: only its hash is stored.
+    token: str
+
+
+class TokenList(BaseModel):
+    tokens: list[TokenOut]
+
+
+class WhoAmI(BaseModel):
+    name: str
+    role: str
+    via: str
+    namespaces: list[str]
+    kinds: list[str]
+    ident: str
+
+
+def cert_to_wire(cert: CertRecord) -> dict[str, Any]:
+    return {"serial": cert.serial, "name": cert.name, "role": cert.role,
+            "kinds": list(cert.kinds), "fingerprint": cert.fingerprint,
+            "issued_at": cert.issued_at, "not_after": cert.not_after,
+            "revoked_at": cert.revoked_at}
+
+
+def token_to_wire(token: TokenRecord) -> dict[str, Any]:
+    return {"id": token.id, "name": token.name, "role": token.role,
+            "namespaces": list(token.namespaces), "created_at": token.created_at,
+            "expires_at": token.expires_at, "revoked_at": token.revoked_at}

@@ -1,0 +1,84 @@
+"""Finding the coordinator for a worker that runs from a bundle.
+
+In order: an address given explicitly (``--addr``), the addresses written in the
+bundle (the first that accepts a TCP connection wins), then mDNS (services of type
+``_hearth._tcp.local.`` whose advertised CA fingerprint is the bundle's). Discovery is
+only a hint: the TLS handshake against the bundle's CA decides whom the worker trusts,
+so a spoofed advert or a stale address cannot impersonate the coordinator.
+
+It keeps looking (with backoff, logging once) until it finds one or is told to stop;
+it never logs the bundle's content.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from collections.abc import Callable, Sequence
+
+from hearth.security.bundle import Bundle, check_address
+
+log = logging.getLogger("hearth.worker")
+
+PROBE_TIMEOUT = 1.0
+DISCOVER_TIMEOUT = 3.0
+
+
+def _split(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def reachable(address: str, timeout: float = PROBE_TIMEOUT) -> bool:
+    try:
+        with socket.create_connection(_split(address), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def first_reachable(addresses: Sequence[str], timeout: float = PROBE_TIMEOUT) -> str | None:
+    for address in addresses:
+        if reachable(address, timeout):
+            return address
+    return None
+
+
+def discover_address(bundle: Bundle, timeout: float = DISCOVER_TIMEOUT) -> str | None:
+    from hearth.discovery.mdns import discover
+
+    for found in discover(timeout=timeout, ca=bundle.ca_fingerprint[:16]):
+        address = first_reachable(found.addresses)
+        if address is not None:
+            return address
+    return None
+
+
+def coordinator_url(bundle: Bundle, *, addr: str | None = None, mdns: bool = True,
+                    stopped: Callable[[], bool] = lambda: False,
+                    sleep: Callable[[float], None] = time.sleep) -> str | None:
+    """The https URL to dial, or None if ``stopped()`` turned true while looking."""
+    if addr:
+        return f"https://{check_address(addr)}"
+    if len(bundle.addresses) == 1 and not mdns:
+        return f"https://{bundle.addresses[0]}"
+    delay = 0.5
+    announced = False
+    while not stopped():
+        how = "from the bundle"
+        address = first_reachable(bundle.addresses) if bundle.addresses else None
+        if address is None and mdns:
+            how = "over mDNS"
+            address = discover_address(bundle)
+        if address is not None:
+            log.info("found the coordinator at %s (%s)", address, how)
+            return f"https://{address}"
+        if not announced:
+            where = ", ".join(bundle.addresses) or "no address in the bundle"
+            log.warning("looking for the coordinator (%s%s); retrying until it answers",
+                        where, ", then mDNS" if mdns else "")
+            announced = True
+        sleep(delay)
+        delay = min(delay * 2, 5.0)
+    return None
