@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export HEARTH_TEST_PG_DSN ?= postgresql://postgres@127.0.0.1:5432/test
 
-.PHONY: run test lint unit integration acceptance bench bench-pg clean
+.PHONY: run test lint unit integration acceptance e2e-lan bench bench-pg clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -35,6 +35,10 @@ integration: $(STAMP)
 
 acceptance: $(STAMP)
 	$(BIN)/pytest -q tests/acceptance examples
+
+## make e2e-lan: hosts in network namespaces (needs root): mDNS, mutual TLS, a partition
+e2e-lan: $(STAMP)
+	$(BIN)/pytest -q tests/lan
 
 ## make bench: throughput, latency and backlog figures (prints; writes bench/results/)
 bench: $(STAMP)

@@ -54,7 +54,7 @@ def data_dir(path: str | os.PathLike[str] | None = None) -> Path:
 
 def ensure_admin_token(directory: Path) -> str:
     """Read the admin token, creating it (mode 0600) on first start."""
-    directory.mkdir(parents=True, exist_ok=True)
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     path = directory / TOKEN_FILE
     if path.exists():
         return path.read_text().strip()
@@ -67,7 +67,7 @@ def ensure_admin_token(directory: Path) -> str:
 
 def write_endpoint(directory: Path, url: str) -> None:
     """Record where the coordinator listens, atomically, for local clients."""
-    directory.mkdir(parents=True, exist_ok=True)
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     tmp = directory / (ENDPOINT_FILE + ".tmp")
     tmp.write_text(json.dumps({"url": url, "pid": os.getpid()}) + "\n")
     tmp.replace(directory / ENDPOINT_FILE)
@@ -86,7 +86,7 @@ def exclusive_data_dir(directory: Path) -> Iterator[None]:
     except ImportError:  # no flock (Windows): nothing to hold
         yield
         return
-    directory.mkdir(parents=True, exist_ok=True)
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     handle = open(directory / LOCK_FILE, "a+")  # noqa: SIM115 - held until the end
     try:
         try:

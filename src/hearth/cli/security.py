@@ -172,6 +172,7 @@ def enroll(conn: Conn, name: str, addrs: tuple[str, ...], no_addr: bool, out: st
     with closing_client(conn) as client:
         data = client.enroll(name, role=role, kinds=_split_kinds(kinds), validity=validity,
                              addresses=addresses)
+        plain = client.url.startswith("http://")
     bundle = loads(data, source="the coordinator's answer")
     write_bundle(path, bundle, overwrite=force)
     info = bundle.info()
@@ -179,6 +180,10 @@ def enroll(conn: Conn, name: str, addrs: tuple[str, ...], no_addr: bool, out: st
     click.echo(f"wrote {path} ({format_size(len(data))}, mode 0600): {role} {name}, kinds "
                f"{', '.join(bundle.kinds) or 'any'}, valid until {_day(info.not_after)}")
     click.echo(f"coordinator address: {where}")
+    if plain and addresses is None:
+        click.echo("note: this coordinator listens on loopback only, so no other machine "
+                   "can reach it; restart it with --host 0.0.0.0 (mutual TLS) and enroll "
+                   "again, or give --addr", err=True)
     if role == "worker":
         click.echo(f"on the worker: hearth worker {path.name} --import yourmodule")
 
