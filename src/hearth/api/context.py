@@ -88,8 +88,12 @@ def allow(permission: str) -> Callable[..., Awaitable[Principal]]:
     """A dependency: the authenticated caller, if its role grants ``permission``
     (403 with a sentence otherwise)."""
 
-    async def dependency(principal: Caller) -> Principal:
-        return require(principal, permission)
+    async def dependency(
+        request: Request,
+        _credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)],
+    ) -> Principal:
+        ctx: ApiContext = request.app.state.hearth
+        return require(ctx.authenticator.authenticate(request), permission)
 
     dependency.__name__ = f"allow_{permission.replace('.', '_')}"
     return dependency

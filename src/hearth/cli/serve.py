@@ -253,6 +253,9 @@ def _banner(url: str, directory: Path, workers: int, concurrency: int) -> str:
 @click.command()
 @click.option("--data", envvar="HEARTH_DATA", metavar="DIR",
               help="Data dir [env HEARTH_DATA; default ./.hearth].")
+@click.option("--host", default=config.DEFAULT_HOST, show_default=True,
+              help="Address to listen on; 0.0.0.0 opens it to the LAN with mutual TLS "
+                   "(enroll other machines with `hearth enroll`).")
 @click.option("--port", type=PORT, default=config.DEFAULT_PORT, show_default=True,
               help="Port to listen on; 0 picks a free one.")
 @click.option("--workers", type=click.IntRange(0, 64), default=1, show_default=True,
@@ -262,7 +265,8 @@ def _banner(url: str, directory: Path, workers: int, concurrency: int) -> str:
 @click.option("--store", metavar="URL", default=None,
               help="Database URL [default sqlite:///<data>/hearth.db].")
 @click.option("--log-level", type=LOG_LEVELS, default="info", show_default=True)
-def up(data: str | None, port: int, workers: int, concurrency: int, store: str | None,
+def up(data: str | None, host: str, port: int, workers: int, concurrency: int,
+       store: str | None,
        log_level: str) -> None:
     """Start Hearth on this machine: a coordinator plus local workers with the built-in
     handlers (echo, sleep). Ctrl-C stops everything cleanly.
@@ -271,10 +275,11 @@ def up(data: str | None, port: int, workers: int, concurrency: int, store: str |
     Examples:
       hearth up
       hearth up --data /srv/hearth --workers 2 --concurrency 4
+      hearth up --host 0.0.0.0        # also serve enrolled workers on the LAN
     """
     from hearth.coordinator import configure_logging, serve_in_thread
 
-    settings = _settings(data, config.DEFAULT_HOST, port, store, log_level, "text")
+    settings = _settings(data, host, port, store, log_level, "text")
     _check_port_free(settings.host, settings.port)
     configure_logging(settings.log_level, settings.log_format)
     pool = WorkerPool(settings.data_dir, workers, concurrency)
