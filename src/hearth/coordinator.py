@@ -110,6 +110,8 @@ class Settings:
     #: Advertise ``_hearth._tcp.local.`` over mDNS. None = when TLS is on and the host is
     #: not a loopback address.
     mdns: bool | None = None
+    #: The CA (ca.crt, ca.key) and server certificate directory [default <data>/ca].
+    ca_dir: Path | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", config.data_dir(self.data_dir))
@@ -162,7 +164,7 @@ def build_app(settings: Settings | None = None, *,
     settings = (settings or Settings()).check()
     token = config.ensure_admin_token(settings.data_dir)
     pki = local.LocalPki.prepare(settings.data_dir, host=settings.host, tls=settings.use_tls,
-                                 mdns=settings.use_mdns)
+                                 mdns=settings.use_mdns, ca_dir=settings.ca_dir)
     metrics = Metrics()
     credentials = local.LateCredentials()
     ctx = ApiContext(authenticator=RequestAuthenticator(token, credentials, clock=clock),

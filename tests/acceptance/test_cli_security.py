@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from hearth.security.bundle import read_bundle
 from helpers import CliCoordinator, hearth
 
 pytestmark = pytest.mark.slow
@@ -33,6 +34,13 @@ def test_ca_init_creates_a_ca_once(tmp_path: Path) -> None:
     assert again.returncode == 1
     assert again.stderr.startswith("error: a CA already exists in")
     assert (where / "ca.key").read_bytes() == key
+    # A coordinator told to use it issues from it.
+    fingerprint = done.stdout.rsplit(":", 1)[1].strip()
+    with CliCoordinator(tmp_path / "data", extra=("--ca", str(where), "--host", "0.0.0.0",
+                                                  "--no-mdns")) as coordinator:
+        admin = read_bundle(coordinator.data / "admin.hearth")
+        assert admin.ca_fingerprint == fingerprint
+        assert not (coordinator.data / "ca").exists()
 
 
 def test_tokens_are_shown_once_and_revocable(local: CliCoordinator) -> None:

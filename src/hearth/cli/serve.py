@@ -82,6 +82,9 @@ def _settings(data: str | None, host: str, port: int, store: str | None, log_lev
 @click.option("--mdns/--no-mdns", "mdns", default=None,
               help="Advertise _hearth._tcp.local. so workers find the coordinator "
                    "[default: on for a TLS listener on a LAN address].")
+@click.option("--ca", "ca_dir", metavar="DIR", default=None,
+              help="The CA directory (made by `hearth ca init --dir DIR`, or created here "
+                   "on first start) [default <data>/ca].")
 @click.option("--port", type=PORT, default=config.DEFAULT_PORT, show_default=True,
               help="Port to listen on; 0 picks a free one (see <data>/coordinator.json).")
 @click.option("--store", metavar="URL", default=None,
@@ -96,9 +99,9 @@ def _settings(data: str | None, host: str, port: int, store: str | None, log_lev
 @click.option("--max-payload", type=click.IntRange(min=1), default=1024 * 1024,
               show_default=True, metavar="BYTES",
               help="Largest job payload or result accepted; bigger data goes in blobs.")
-def coordinator(data: str | None, host: str, tls: bool | None, mdns: bool | None, port: int,
-                store: str | None, log_format: str, log_level: str, retention: float,
-                max_payload: int) -> None:
+def coordinator(data: str | None, host: str, tls: bool | None, mdns: bool | None,
+                ca_dir: str | None, port: int, store: str | None, log_format: str,
+                log_level: str, retention: float, max_payload: int) -> None:
     """Run the coordinator (queue, blobs, HTTP API) until Ctrl-C or SIGTERM.
 
     On first start it creates its CA (<data>/ca), the admin bundle
@@ -118,7 +121,8 @@ def coordinator(data: str | None, host: str, tls: bool | None, mdns: bool | None
         raise click.BadParameter("give a duration greater than 0, such as 7d",
                                  param_hint="--retention")
     settings = _settings(data, host, port, store, log_level, log_format,
-                         retention=retention, max_payload=max_payload, tls=tls, mdns=mdns)
+                         retention=retention, max_payload=max_payload, tls=tls, mdns=mdns,
+                         ca_dir=Path(ca_dir).absolute() if ca_dir else None)
     _check_port_free(settings.host, settings.port)
     try:
         run(settings)

@@ -84,8 +84,10 @@ class LateCredentials:
 
 class LocalPki:
     def __init__(self, data_dir: Path, ca: CertificateAuthority, *, host: str, tls: bool,
-                 mdns: bool, ssl_context: ssl.SSLContext | None) -> None:
+                 mdns: bool, ssl_context: ssl.SSLContext | None,
+                 ca_dir: Path | None = None) -> None:
         self.data_dir = data_dir
+        self.ca_dir = ca_dir or data_dir / CA_DIR
         self.ca = ca
         self.host = host
         self.tls = tls
@@ -97,13 +99,10 @@ class LocalPki:
         self._renewal: asyncio.Task[None] | None = None
         self._advertiser: Any = None
 
-    @property
-    def ca_dir(self) -> Path:
-        return self.data_dir / CA_DIR
-
     @classmethod
-    def prepare(cls, data_dir: Path, *, host: str, tls: bool, mdns: bool) -> LocalPki:
-        ca_dir = data_dir / CA_DIR
+    def prepare(cls, data_dir: Path, *, host: str, tls: bool, mdns: bool,
+                ca_dir: Path | None = None) -> LocalPki:
+        ca_dir = ca_dir or data_dir / CA_DIR
         ca, created = ensure_ca(ca_dir)
         if created:
             log.info("created this coordinator's CA in %s (fingerprint %s)", ca_dir,
@@ -115,7 +114,8 @@ class LocalPki:
                 log.info("issued the server certificate (serial %s, valid until %s)",
                          info.serial, _day(info.not_after))
             context = server_ssl_context(ca.cert_pem, cert, key)
-        return cls(data_dir, ca, host=host, tls=tls, mdns=mdns, ssl_context=context)
+        return cls(data_dir, ca, host=host, tls=tls, mdns=mdns, ssl_context=context,
+                   ca_dir=ca_dir)
 
     def service(self, store: Store, *, clock: Callable[[], float] = time.time
                 ) -> SecurityService:
