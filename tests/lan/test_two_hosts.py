@@ -158,6 +158,15 @@ def test_a_job_runs_on_a_worker_that_found_the_coordinator_over_mdns(site: Site)
     nodes = site.hearth("nodes", "-o", "json")
     [node] = json.loads(nodes.stdout)
     assert (node["name"], node["status"]) == ("w1", "active")
+    # Nothing secret in any log line of the run (both hosts, debug level).
+    secrets = [(site.data / "admin.token").read_text().strip()]
+    for path in (bundle, site.data / "admin.hearth"):
+        key = read_bundle(path).key_pem.decode()
+        secrets += [line for line in key.splitlines() if not line.startswith("-----")]
+    logs = (site.tmp / "coordinator.log").read_text() + text
+    assert "PRIVATE KEY" not in logs
+    for secret in secrets:
+        assert secret not in logs
 
 
 def test_the_bundle_carries_the_coordinators_lan_address(site: Site) -> None:
