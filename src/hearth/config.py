@@ -169,9 +169,10 @@ def bundle_url(found: Bundle | None) -> str | None:
 
 def _local_url(directory: Path) -> str | None:
     try:
-        return str(json.loads((directory / ENDPOINT_FILE).read_text())["url"])
+        url = json.loads((directory / ENDPOINT_FILE).read_text())["url"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
+    return url if isinstance(url, str) and url else None
 
 
 def resolve_endpoint(url: str | None = None, token: str | None = None,

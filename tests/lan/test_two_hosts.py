@@ -72,6 +72,26 @@ class Site:
     tmp: Path
     data: Path
     logs: list[IO[bytes]]
+    coordinator: subprocess.Popen[bytes] | None = None
+
+    def start_coordinator(self) -> None:
+        """``hearth coordinator --host 0.0.0.0`` on host ``coord`` (mDNS on)."""
+        log = open(self.tmp / "coordinator.log", "ab")  # noqa: SIM115 - closed at the end
+        self.logs.append(log)
+        (self.data / "coordinator.json").unlink(missing_ok=True)
+        self.coordinator = self.net.popen(
+            "coord", [HEARTH, "coordinator", "--host", "0.0.0.0", "--port", str(PORT),
+                      "--data", str(self.data), "--log-level", "debug"],
+            stdout=log, stderr=subprocess.STDOUT, env=cli_env())
+        eventually(lambda: (self.data / "coordinator.json").exists()
+                   and (self.data / "admin.hearth").exists(), timeout=60,
+                   what="the coordinator start")
+
+    def stop_coordinator(self) -> None:
+        proc, self.coordinator = self.coordinator, None
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            proc.wait(30)
 
     @property
     def side(self) -> Path:
@@ -123,20 +143,13 @@ def site(lan: Callable[..., Lan], tmp_path: Path, request: pytest.FixtureRequest
     hosts = getattr(request, "param", ("coord", "w1"))
     net = lan(*hosts)
     (tmp_path / "lanjobs.py").write_text(HANDLERS)
-    data = tmp_path / "data"
-    logs: list[IO[bytes]] = []
-    log = open(tmp_path / "coordinator.log", "ab")  # noqa: SIM115 - closed below
-    logs.append(log)
-    net.popen("coord", [HEARTH, "coordinator", "--host", "0.0.0.0", "--port", str(PORT),
-                        "--data", str(data), "--log-level", "debug"],
-              stdout=log, stderr=subprocess.STDOUT, env=cli_env())
-    eventually(lambda: (data / "coordinator.json").exists() and
-               (data / "admin.hearth").exists(), timeout=60, what="the coordinator start")
-    found = Site(net, tmp_path, data, logs)
+    found = Site(net, tmp_path, tmp_path / "data", [])
+    found.start_coordinator()
     try:
         yield found
     finally:
-        for handle in logs:
+        found.stop_coordinator()
+        for handle in found.logs:
             handle.close()
         # Shown by pytest when the test failed (captured output).
         print((tmp_path / "coordinator.log").read_text(errors="replace")[-4000:])
@@ -178,6 +191,24 @@ def test_the_bundle_carries_the_coordinators_lan_address(site: Site) -> None:
     assert (job["state"], job["worker"]) == ("succeeded", "w1")
     assert f"registered for finish-late, hold, where at https://{coord}:{PORT}" in (
         log.read_text())
+
+
+def test_a_worker_follows_its_coordinator_to_a_new_address(site: Site) -> None:
+    """DHCP gave the coordinator's host another address: the worker finds it again
+    over mDNS, and the new server certificate covers the new address."""
+    bundle = site.enroll("w1", "--no-addr")
+    log = site.worker("w1", bundle)
+    assert site.job(site.submit("where", "--wait"))["job"]["worker"] == "w1"
+    old = site.net.address("coord")
+    new = old.rsplit(".", 1)[0] + ".77"
+    site.stop_coordinator()
+    site.net.run("coord", ["ip", "addr", "del", f"{old}/24", "dev", "eth0"], check=True)
+    site.net.run("coord", ["ip", "addr", "add", f"{new}/24", "dev", "eth0"], check=True)
+    site.start_coordinator()
+    job = site.job(site.submit("where", "--wait"))["job"]
+    assert (job["state"], job["worker"]) == ("succeeded", "w1")
+    text = log.read_text()
+    assert f"the coordinator moved: https://{new}:{PORT} answers now" in text, text
 
 
 @pytest.mark.parametrize("site", [("coord", "w1", "w2")], indirect=True)

@@ -27,8 +27,10 @@ def test_public_api_is_pinned() -> None:
 def test_every_async_method_has_a_blocking_twin_with_the_same_signature() -> None:
     missing = public_methods(AsyncClient) - {"aclose"} - public_methods(Client)
     assert not missing, f"Client lacks {sorted(missing)}"
-    for name in public_methods(AsyncClient) - {"aclose"}:
+    for name in public_methods(AsyncClient) - {"aclose", "retarget"}:
         assert getattr(Client, name).__wrapped__ is getattr(AsyncClient, name)
+    # retarget is not a coroutine: the blocking client forwards it by hand.
+    assert not inspect.iscoroutinefunction(AsyncClient.retarget)
 
 
 def test_blocking_calls_and_iterators_run_on_the_private_loop() -> None:

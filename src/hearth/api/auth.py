@@ -126,9 +126,11 @@ class RequestAuthenticator:
 
     def authenticate(self, request: Request) -> Principal:
         header = request.headers.get("authorization")
-        if header:
-            return self._from_token(header)
         der = peer_certificate(request.scope)
+        if header:
+            if der is not None:  # the device must still be in good standing
+                self._from_certificate(der)
+            return self._from_token(header)
         if der is not None:
             return self._from_certificate(der)
         raise Unauthorized(

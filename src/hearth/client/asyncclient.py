@@ -84,6 +84,12 @@ class AsyncClient(AdminMethods):
     def __repr__(self) -> str:
         return f"AsyncClient(url={self.url!r})"
 
+    def retarget(self, url: str) -> None:
+        """Talk to the same coordinator at another address from now on (a worker that
+        found it again over mDNS after its address changed)."""
+        self._core.retarget(url)
+        self.url = self._core.url
+
     async def __aenter__(self) -> AsyncClient:
         return self
 

@@ -196,6 +196,10 @@ def model_body(model: BaseModel) -> bytes:
 class HttpCore:
     """A pooled HTTP/1.1 connection to one coordinator, with errors mapped."""
 
+    #: Longest wait for a TCP connection: a coordinator that does not accept one within
+    #: this is unreachable (a LAN answers in milliseconds), whatever the read timeout.
+    CONNECT_TIMEOUT = 5.0
+
     def __init__(self, url: str, token: str | None, *, timeout: float,
                  transport: httpx.AsyncBaseTransport | None = None,
                  ssl_context: ssl.SSLContext | None = None,
@@ -209,11 +213,16 @@ class HttpCore:
         self._http = httpx.AsyncClient(
             base_url=url,
             headers=headers,
-            timeout=timeout,
+            timeout=httpx.Timeout(timeout, connect=min(timeout, self.CONNECT_TIMEOUT)),
             transport=transport,
             verify=ssl_context if ssl_context is not None else True,
             limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
         )
+
+    def retarget(self, url: str) -> None:
+        """Send later requests to ``url`` (the same coordinator at a new address)."""
+        self.url = url.rstrip("/")
+        self._http.base_url = httpx.URL(self.url)
 
     @property
     def closed(self) -> bool:
@@ -224,7 +233,8 @@ class HttpCore:
 
     def _timeout(self, extra: float) -> httpx.Timeout:
         """The client timeout, lengthened for a long-poll that waits ``extra`` seconds."""
-        return httpx.Timeout(self.timeout + extra, connect=self.timeout)
+        return httpx.Timeout(self.timeout + extra,
+                             connect=min(self.timeout, self.CONNECT_TIMEOUT))
 
     async def request(
         self,
@@ -265,7 +275,8 @@ class HttpCore:
     ) -> AsyncIterator[httpx.Response]:
         """A streamed answer; transport errors while reading it become ``Unavailable``."""
         timeout = httpx.Timeout(
-            self.timeout if read_timeout is None else read_timeout, connect=self.timeout)
+            self.timeout if read_timeout is None else read_timeout,
+            connect=min(self.timeout, self.CONNECT_TIMEOUT))
         try:
             async with self._http.stream(method, path, params=params, headers=headers,
                                          timeout=timeout) as response:

@@ -171,6 +171,11 @@ class Client:
     heartbeat = blocking(AsyncClient.heartbeat)
     finish = blocking(AsyncClient.finish)
     whoami = blocking(AsyncClient.whoami)
+
+    def retarget(self, url: str) -> None:
+        """Talk to the same coordinator at another address from now on."""
+        self._async.retarget(url)
+        self.url = self._async.url
     enroll = blocking(AsyncClient.enroll)
     certificates = blocking(AsyncClient.certificates)
     revoke = blocking(AsyncClient.revoke)

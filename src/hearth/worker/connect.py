@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import ssl
 import time
 from collections.abc import Callable, Sequence
 
@@ -30,17 +31,31 @@ def _split(address: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def reachable(address: str, timeout: float = PROBE_TIMEOUT) -> bool:
+def reachable(address: str, timeout: float = PROBE_TIMEOUT,
+              context: ssl.SSLContext | None = None) -> bool:
+    """True if ``address`` accepts a connection and, with ``context``, proves in a TLS
+    handshake that it holds a certificate of the bundle's CA for that address (so a
+    spoofed advert or a stranger at an old address is passed over, not dialled)."""
+    host, port = _split(address)
     try:
-        with socket.create_connection(_split(address), timeout=timeout):
+        with socket.create_connection((host, port), timeout=timeout) as raw:
+            if context is not None:
+                raw.settimeout(timeout)
+                with context.wrap_socket(raw, server_hostname=host):
+                    pass
             return True
-    except OSError:
+    except ssl.SSLCertVerificationError:
+        log.warning("%s is not this bundle's coordinator (its certificate is not from "
+                    "the bundle's CA); passing over it", address)
+        return False
+    except (OSError, ssl.SSLError):
         return False
 
 
-def first_reachable(addresses: Sequence[str], timeout: float = PROBE_TIMEOUT) -> str | None:
+def first_reachable(addresses: Sequence[str], timeout: float = PROBE_TIMEOUT,
+                    context: ssl.SSLContext | None = None) -> str | None:
     for address in addresses:
-        if reachable(address, timeout):
+        if reachable(address, timeout, context):
             return address
     return None
 
@@ -48,11 +63,26 @@ def first_reachable(addresses: Sequence[str], timeout: float = PROBE_TIMEOUT) ->
 def discover_address(bundle: Bundle, timeout: float = DISCOVER_TIMEOUT) -> str | None:
     from hearth.discovery.mdns import discover
 
+    context = bundle.ssl_context()
     for found in discover(timeout=timeout, ca=bundle.ca_fingerprint[:16]):
-        address = first_reachable(found.addresses)
+        address = first_reachable(found.addresses, context=context)
         if address is not None:
             return address
     return None
+
+
+def rediscover(bundle: Bundle, current: str, *, mdns: bool = True) -> str | None:
+    """One round of looking for the coordinator elsewhere than ``current`` (its address
+    changed): another address of the bundle that answers, else mDNS. None if nothing
+    new answers."""
+    here = current.removeprefix("https://")
+    others = [a for a in bundle.addresses if a != here]
+    address = first_reachable(others, context=bundle.ssl_context()) if others else None
+    if address is None and mdns:
+        address = discover_address(bundle)
+    if address is None or address == here:
+        return None
+    return f"https://{address}"
 
 
 def coordinator_url(bundle: Bundle, *, addr: str | None = None, mdns: bool = True,
@@ -67,7 +97,8 @@ def coordinator_url(bundle: Bundle, *, addr: str | None = None, mdns: bool = Tru
     announced = False
     while not stopped():
         how = "from the bundle"
-        address = first_reachable(bundle.addresses) if bundle.addresses else None
+        address = (first_reachable(bundle.addresses, context=bundle.ssl_context())
+                   if bundle.addresses else None)
         if address is None and mdns:
             how = "over mDNS"
             address = discover_address(bundle)

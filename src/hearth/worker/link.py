@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from collections.abc import Callable
 
 FIRST_DELAY = 0.1
@@ -50,11 +51,14 @@ class Link:
         #: Bumped each time the connection comes back; the lease loop re-registers
         #: when it sees a generation it has not registered in.
         self.generation = 0
+        #: Monotonic time the connection went down (None while up).
+        self.down_since: float | None = None
         self._log = log
 
     def down(self, reason: Exception) -> None:
         if self.up:
             self.up = False
+            self.down_since = time.monotonic()
             self._log.warning("cannot reach the coordinator at %s; retrying until it "
                               "answers: %s", self.url, reason,
                               extra={"event": "coordinator_down"})
@@ -62,6 +66,7 @@ class Link:
     def ok(self) -> None:
         if not self.up:
             self.up = True
+            self.down_since = None
             self.generation += 1
             self._log.info("the coordinator at %s answers again", self.url,
                               extra={"event": "coordinator_up"})

@@ -34,7 +34,7 @@ from hearth.errors import Forbidden, HearthError, NotFound, Unauthorized, Valida
 from hearth.security.bundle import Bundle, read_bundle
 from hearth.wire import BlobRefIn, ErrorIn, FinishIn, LeaseOut, NodeRegister, ResultIn
 from hearth.worker.beats import Heartbeats, Running
-from hearth.worker.connect import coordinator_url
+from hearth.worker.connect import coordinator_url, rediscover
 from hearth.worker.context import JobContext
 from hearth.worker.link import Backoff, Link
 from hearth.worker.outbox import Outbox
@@ -55,6 +55,9 @@ log = logging.getLogger("hearth.worker")
 SETTLE = 5.0
 FLUSH = 10.0
 UPLOAD_TRIES = 5
+#: Seconds without the coordinator before a bundle worker looks for it at another
+#: address (and between two such looks).
+REDISCOVER_AFTER = 10.0
 
 
 def default_name() -> str:
@@ -99,6 +102,7 @@ class Worker:
         self._stop_lock = threading.Lock()
         self._stop_early = False
         self._hurry: asyncio.Event | None = None
+        self._rediscovered = 0.0
 
     def __repr__(self) -> str:
         return f"Worker(name={self.name!r}, kinds={self._handlers.kinds!r})"
@@ -299,7 +303,27 @@ class Worker:
                 if not isinstance(exc, NotFound):  # NotFound: re-register, link is up
                     self._link.down(exc)
                 registered = None
+                await self._rediscover()
                 await asyncio.sleep(backoff.next_delay())
+
+    async def _rediscover(self) -> None:
+        """A bundle worker whose coordinator stopped answering looks for it elsewhere:
+        the bundle's other addresses, then mDNS (its address may have changed)."""
+        if self._bundle is None or self._addr or self._url:
+            return
+        now = time.monotonic()
+        since = self._link.down_since
+        if since is None or now - since < REDISCOVER_AFTER or (
+                now - self._rediscovered < REDISCOVER_AFTER):
+            return
+        self._rediscovered = now
+        found = await asyncio.to_thread(rediscover, self._bundle, self._client.url,
+                                        mdns=self._mdns)
+        if found is not None:
+            log.warning("the coordinator moved: %s answers now instead of %s", found,
+                        self._client.url, extra={"event": "coordinator_moved"})
+            self._client.retarget(found)
+            self._link.url = found
 
     def _start(self, lease: LeaseOut) -> None:
         loop = asyncio.get_running_loop()

@@ -1,0 +1,1 @@
+"""A worker on another machine, run from an enrollment bundle (see README.md)."""
