@@ -30,6 +30,7 @@ from starlette.requests import Request
 
 from hearth.api.tls import peer_certificate
 from hearth.errors import Forbidden, HearthError, Unauthorized
+from hearth.security import tokens
 from hearth.store.port import TokenRecord
 
 ADMIN = "admin"
@@ -152,8 +153,6 @@ class RequestAuthenticator:
                                    "longer valid")
 
     def _from_token(self, header: str) -> Principal:
-        from hearth.security import tokens
-
         scheme, _, value = header.partition(" ")
         value = value.strip()
         if scheme.lower() != "bearer" or not value:
