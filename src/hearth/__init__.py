@@ -13,8 +13,6 @@ need only httpx and pydantic, so a worker machine never imports the server side.
 
 from __future__ import annotations
 
-import importlib
-
 # First: hearth.client and hearth.worker import it from here.
 __version__ = "0.1.0"
 
@@ -35,8 +33,6 @@ from hearth.errors import (
 # ``import hearth``. Type checkers treat a constant of this name as true.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
-
     from hearth.client import AsyncClient, Client
     from hearth.domain.jobs import JobState
     from hearth.worker import (
@@ -64,17 +60,9 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'hearth' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
+from hearth._lazy import lazy_exports  # noqa: E402 - after __version__, like the errors
 
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(globals(), _LAZY)
 
 
 __all__ = [

@@ -9,8 +9,9 @@ load ``cryptography``.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from hearth._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from hearth.security.bundle import (
@@ -51,17 +52,7 @@ _LAZY = {**dict.fromkeys(_PKI, "hearth.security.pki"),
          **dict.fromkeys(_BUNDLE, "hearth.security.bundle")}
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'hearth.security' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(globals(), _LAZY)
 
 
 __all__ = [
