@@ -117,3 +117,32 @@ def test_the_coordinator_refuses_plain_http_on_a_lan_address(tmp_path: Path) -> 
     assert done.returncode == 2
     assert "without TLS" in done.stderr
     assert not (tmp_path / "ca").exists()
+
+
+def test_the_first_start_makes_the_ca_server_certificate_and_admin_bundle(
+        local: CliCoordinator) -> None:
+    data = local.data
+    modes = {path: oct(path.stat().st_mode & 0o777) for path in (
+        data / "ca", data / "ca" / "ca.key", data / "ca" / "server.key",
+        data / "admin.hearth", data / "admin.token")}
+    assert modes == {data / "ca": "0o700", data / "ca" / "ca.key": "0o600",
+                     data / "ca" / "server.key": "0o600", data / "admin.hearth": "0o600",
+                     data / "admin.token": "0o600"}
+    from hearth.security.pki import CertificateAuthority
+    from hearth.security.tls import local_names
+
+    ca = CertificateAuthority.load(data / "ca")
+    server = ca.verify((data / "ca" / "server.crt").read_bytes())
+    assert server.name  # issued by this CA and valid now
+    from cryptography import x509
+
+    cert = x509.load_pem_x509_certificate((data / "ca" / "server.crt").read_bytes())
+    sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    names = set(sans.get_values_for_type(x509.DNSName))
+    addrs = {str(a) for a in sans.get_values_for_type(x509.IPAddress)}
+    hosts, ips = local_names()
+    assert {"localhost", *hosts} <= names and any(n.endswith(".local") for n in names)
+    assert {"127.0.0.1", *ips} <= addrs
+    admin = read_bundle(data / "admin.hearth")
+    assert (admin.name, admin.role, admin.ca_fingerprint) == ("admin", "admin",
+                                                              ca.fingerprint)

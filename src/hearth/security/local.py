@@ -107,13 +107,13 @@ class LocalPki:
         if created:
             log.info("created this coordinator's CA in %s (fingerprint %s)", ca_dir,
                      ca.fingerprint[:16])
-        context = None
-        if tls:
-            cert, key, info, renewed = ensure_server_cert(ca_dir, ca, hosts=_extra_host(host))
-            if renewed:
-                log.info("issued the server certificate (serial %s, valid until %s)",
-                         info.serial, _day(info.not_after))
-            context = server_ssl_context(ca.cert_pem, cert, key)
+        # Issued even for a plain loopback coordinator, so that opening it to the LAN
+        # later needs nothing but --host.
+        cert, key, info, renewed = ensure_server_cert(ca_dir, ca, hosts=_extra_host(host))
+        if renewed:
+            log.info("issued the server certificate (serial %s, valid until %s)",
+                     info.serial, _day(info.not_after))
+        context = server_ssl_context(ca.cert_pem, cert, key) if tls else None
         return cls(data_dir, ca, host=host, tls=tls, mdns=mdns, ssl_context=context,
                    ca_dir=ca_dir)
 
