@@ -164,6 +164,9 @@ class NodeRegister(BaseModel):
     version: str = ""
     concurrency: int = Field(1, ge=1, le=10_000)
     labels: dict[str, str] = Field(default_factory=dict)
+    #: Random per worker process; a new one expires the leases of the previous
+    #: process of this name at once (it crashed and was restarted).
+    session: str = Field("", max_length=64)
 
 
 class NodeOut(BaseModel):
@@ -177,6 +180,8 @@ class NodeOut(BaseModel):
     in_flight: int = 0
     status: str = "active"
     labels: dict[str, str] = Field(default_factory=dict)
+    #: Jobs of this name's previous process expired by this registration.
+    released: int = 0
 
 
 class NodeList(BaseModel):

@@ -173,11 +173,11 @@ class Stack:
         self.token = (self.data / "admin.token").read_text().strip()
         return group
 
-    def start_worker(self) -> Group:
+    def start_worker(self, name: str | None = None) -> Group:
         """``hearth worker --import crash_tasks`` with the test's handler module."""
         index = len(self.workers)
         group = Group([HEARTH, "worker", "--import", "crash_tasks", "--data", str(self.data),
-                       "--url", self.url, "--name", f"crash-worker-{index}",
+                       "--url", self.url, "--name", name or f"crash-worker-{index}",
                        "--concurrency", "4"],
                       self.data / f"worker-{index}.log",
                       env={"PYTHONPATH": str(self.mods)}).start()
@@ -257,6 +257,29 @@ def test_a_job_whose_worker_is_killed_runs_again_and_succeeds_once(stack: Stack)
     mine = [line for line in stack.side_lines() if line[1] == job.id]
     assert [line for line in mine if line[0] == "done"] == [["done", job.id, "2"]], mine
     assert ["start", job.id, "1"] in mine, mine
+
+
+def test_a_worker_restarted_after_kill_9_frees_its_dead_processs_jobs_at_once(
+        stack: Stack) -> None:
+    """The same worker name registering from a new process ends the old process's
+    leases at once: the job does not wait out its (here 120 s) lease."""
+    stack.start_coordinator()
+    first = stack.start_worker()
+    with stack.client() as client:
+        stack.wait_for_node(client, "crash-worker-0")
+        job = client.submit("slow-first", {"n": 2}, lease_ttl=120, backoff=BACKOFF)
+        eventually(lambda: ["start", job.id, "1"] in stack.side_lines(), timeout=60,
+                   what="attempt 1 starting")
+        assert first.crash() == -signal.SIGKILL
+        stack.start_worker(name="crash-worker-0")
+        done = client.wait(job.id, timeout=60)  # far less than the 120 s lease
+        events = client.events(job.id)
+    history = types_and_attempts(events)
+    assert (done.state, done.attempt) == ("succeeded", 2), history
+    [expired] = [e for e in events if e.type == "expired"]
+    assert expired.attempt == 1 and "was restarted" in json.dumps(expired.data), expired
+    assert [a for t, a in history if t == "succeeded"] == [2], history
+    assert "registered as a new process" in stack.coordinator.log_tail(200)  # type: ignore[union-attr]
 
 
 # -- 2. kill -9 of the coordinator while jobs are submitted and run -----------------------

@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 import pytest
 
@@ -453,15 +454,43 @@ def test_retention_purges_only_old_finished_jobs(store: Store) -> None:
 
 
 def test_nodes_register_reregister_and_in_flight(store: Store) -> None:
-    node = Node(name="laptop", kinds=("k",), host="laptop.local", version="0.1", concurrency=4)
-    first = store.register_node(node, now=T0)
-    assert first.registered_at == T0 and first.last_seen == T0
+    node = Node(name="laptop", kinds=("k",), host="laptop.local", version="0.1", concurrency=4,
+                session="s1")
+    first, released = store.register_node(node, now=T0, rand=lambda: 0.5)
+    assert first.registered_at == T0 and first.last_seen == T0 and released == []
     submit(store)
     lease_one(store, worker="laptop", now=T0 + 5)
-    again = store.register_node(node, now=T0 + 10)
+    # The same process registering again (after a coordinator restart) keeps its work.
+    again, released = store.register_node(node, now=T0 + 10, rand=lambda: 0.5)
     assert again.registered_at == T0 and again.last_seen == T0 + 10
+    assert (again.released, released) == (0, [])
     [listed] = store.list_nodes()
     assert listed.name == "laptop" and listed.in_flight == 1 and listed.kinds == ("k",)
+
+
+def test_a_new_process_of_a_node_expires_the_old_ones_leases_at_once(store: Store) -> None:
+    old = Node(name="laptop", kinds=("k",), session="old")
+    store.register_node(old, now=T0, rand=lambda: 0.5)
+    submit(store)
+    leased = lease_one(store, worker="laptop", now=T0 + 1)
+    other = submit(store)
+    lease_one(store, worker="desktop", now=T0 + 1)  # another node's lease stays
+    new, released = store.register_node(replace(old, session="new"), now=T0 + 2,
+                                        rand=lambda: 0.5)
+    assert new.released == 1 and [j.id for j in released] == [leased.id]
+    job = store.get(leased.id)
+    assert job.state is JobState.FAILED and job.lease_token is None
+    assert store.events(job_id=leased.id)[-1].type == "expired"
+    assert store.get(other).state is JobState.LEASED
+    # The old process's token is stale now.
+    [result] = store.finish([FinishItem(leased.id, leased.lease_token or "", "succeeded",
+                                        None, None)], worker="laptop", now=T0 + 3,
+                            rand=lambda: 0.5)
+    assert isinstance(result.error, StaleLease | NotFound | Forbidden)
+    # A node registered without a session (an older worker) never releases anything.
+    store.register_node(replace(old, session=""), now=T0 + 4, rand=lambda: 0.5)
+    assert store.register_node(replace(old, session="x"), now=T0 + 5,
+                               rand=lambda: 0.5)[0].released == 0
 
 
 def test_subscribe_reports_other_processes_changes_only(store_url: str) -> None:

@@ -74,6 +74,7 @@ MOVES: dict[str, Move] = {
     "succeed": lambda j: tr.succeed(j, token=TOKEN, now=NOW, result=Result(b"done")),
     "fail": lambda j: tr.fail(j, token=TOKEN, now=NOW, error=ErrorInfo("boom"), rand=0.5),
     "expire": lambda j: tr.expire(j, now=EXPIRY, rand=0.5),
+    "abandon": lambda j: tr.abandon(j, now=NOW, rand=0.5),
     "release": lambda j: tr.release(j, token=TOKEN, now=NOW),
     "cancel": lambda j: tr.cancel(j, now=NOW),
     "acknowledge_cancel": lambda j: tr.acknowledge_cancel(j, token=TOKEN, now=NOW),
@@ -84,31 +85,31 @@ MOVES: dict[str, Move] = {
 X = InvalidTransition
 Z = StaleLease
 COLUMNS = ("lease", "heartbeat", "succeed", "fail", "expire", "release", "cancel",
-           "acknowledge_cancel", "retry")
+           "acknowledge_cancel", "retry", "abandon")
 # Each cell: (resulting state, event type) or the exception raised.
 # fmt: off
 MATRIX: dict[JobState, tuple[Any, ...]] = {
     #           lease                heartbeat            succeed                  fail
     #           expire               release              cancel
-    #           acknowledge_cancel   retry
+    #           acknowledge_cancel   retry                abandon
     S.QUEUED:    ((S.LEASED, E.LEASED), Z, Z, Z,
                   X, Z, (S.CANCELLED, E.CANCELLED),
-                  Z, X),
+                  Z, X, X),
     S.LEASED:    (X, (S.LEASED, E.PROGRESS), (S.SUCCEEDED, E.SUCCEEDED), (S.FAILED, E.FAILED),
                   (S.FAILED, E.EXPIRED), (S.QUEUED, E.RELEASED), (S.LEASED, E.CANCEL_REQUESTED),
-                  (S.CANCELLED, E.CANCELLED), X),
+                  (S.CANCELLED, E.CANCELLED), X, (S.FAILED, E.EXPIRED)),
     S.SUCCEEDED: (X, Z, Z, Z,
                   X, Z, X,
-                  Z, X),
+                  Z, X, X),
     S.FAILED:    ((S.LEASED, E.LEASED), Z, Z, Z,
                   X, Z, (S.CANCELLED, E.CANCELLED),
-                  Z, (S.QUEUED, E.RETRIED)),
+                  Z, (S.QUEUED, E.RETRIED), X),
     S.DEAD:      (X, Z, Z, Z,
                   X, Z, X,
-                  Z, (S.QUEUED, E.RETRIED)),
+                  Z, (S.QUEUED, E.RETRIED), X),
     S.CANCELLED: (X, Z, Z, Z,
                   X, Z, X,
-                  Z, X),
+                  Z, X, X),
 }
 # fmt: on
 CASES = [
@@ -334,6 +335,20 @@ def test_expire(changes: dict[str, Any], state: JobState, event_type: EventType,
     assert (new.lease_token, new.lease_expires_at) == (None, None)
     if state is S.CANCELLED:
         assert (new.failures, new.finished_at) == (job.failures, EXPIRY)
+
+
+def test_abandon_ends_a_live_lease_now_with_the_same_retry_decision() -> None:
+    job = make_job(S.LEASED)
+    assert (job.lease_expires_at or 0) > NOW  # the lease has not run out
+    new, event = tr.abandon(job, now=NOW, rand=0.5)
+    expired, _ = tr.expire(job, now=job.lease_expires_at or 0.0, rand=0.5)
+    assert (new.state, event.type) == (S.FAILED, E.EXPIRED)
+    assert new.last_error is not None and new.last_error.type == "WorkerRestarted"
+    assert (new.failures, new.attempt) == (expired.failures, expired.attempt)
+    assert (new.lease_token, new.lease_expires_at) == (None, None)
+    cancelled, event = tr.abandon(make_job(S.LEASED, cancel_requested=True), now=NOW,
+                                  rand=0.5)
+    assert (cancelled.state, event.type) == (S.CANCELLED, E.CANCELLED)
 
 
 @pytest.mark.parametrize(("failures_before", "rand"), [(0, 0.0), (1, 0.3), (2, 0.99), (5, 0.5)])

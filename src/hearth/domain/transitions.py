@@ -203,16 +203,28 @@ def expire(job: Job, *, now: float, rand: float) -> Outcome:
         raise InvalidTransition(f"job {job.id} is {job.state}, not leased; nothing to expire")
     if (job.lease_expires_at or 0.0) > now:
         raise InvalidTransition(f"the lease on job {job.id} has not expired yet")
+    return _lease_ended(job, now, rand, ErrorInfo(
+        f"lease expired: worker {job.worker} sent no heartbeat for {job.lease_ttl}s",
+        type="LeaseExpired"))
+
+
+def abandon(job: Job, *, now: float, rand: float) -> Outcome:
+    """The process holding the lease is known to be gone (a new process of the same
+    worker registered): the lease ends now, exactly as if it had expired."""
+    if job.state is not JobState.LEASED:
+        raise InvalidTransition(f"job {job.id} is {job.state}, not leased; nothing to end")
+    return _lease_ended(job, now, rand, ErrorInfo(
+        f"worker {job.worker} was restarted: the process that held the lease is gone",
+        type="WorkerRestarted"))
+
+
+def _lease_ended(job: Job, now: float, rand: float, error: ErrorInfo) -> Outcome:
     if job.cancel_requested:
         return _cancelled(job, now, reason="lease ended after cancellation was requested")
     deadline = job.deadline
     if deadline is not None and deadline <= now:
-        error = ErrorInfo(f"execution timed out after {job.timeout}s", type="Timeout")
-        return _failed(job, error, now, rand, EventType.TIMED_OUT)
-    error = ErrorInfo(
-        f"lease expired: worker {job.worker} sent no heartbeat for {job.lease_ttl}s",
-        type="LeaseExpired",
-    )
+        timeout = ErrorInfo(f"execution timed out after {job.timeout}s", type="Timeout")
+        return _failed(job, timeout, now, rand, EventType.TIMED_OUT)
     return _failed(job, error, now, rand, EventType.EXPIRED)
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -49,6 +50,8 @@ from hearth.store.port import (
     Store,
     Submitted,
 )
+
+log = logging.getLogger("hearth.engine")
 
 _T = TypeVar("_T")
 
@@ -336,7 +339,18 @@ class QueueService:
         check_node_name(node.name)
         for kind in node.kinds:
             check_kind(kind)
-        return await self._run(self.store.register_node, node, now=self.clock())
+        registered, released = await self._run(self.store.register_node, node,
+                                               now=self.clock(), rand=self._rand)
+        if released:
+            log.warning("worker %s registered as a new process (session %s): the %d "
+                        "job(s) its previous process held are expired now, not when "
+                        "their leases run out", node.name, node.session[:8], len(released))
+            self.waker.notify_jobs(released)
+            self.feed.poke(job.id for job in released)
+            self.metrics.ended(
+                (job.kind, "expired" if job.state is JobState.FAILED else job.state.value)
+                for job in released)
+        return registered
 
     async def list_nodes(self) -> list[Node]:
         return await self._run(self.store.list_nodes)

@@ -92,6 +92,11 @@ class Node:
     in_flight: int = 0
     status: str = "active"
     labels: dict[str, str] = field(default_factory=dict)
+    #: Random per worker process. A registration under a new session means the
+    #: previous process of that name is gone: its leases are expired at once.
+    session: str = ""
+    #: Leases of the previous session expired by this registration (answer only).
+    released: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,8 +228,15 @@ class Store(Protocol):
         ...
 
     # -- nodes ------------------------------------------------------------------------
-    def register_node(self, node: Node, *, now: float) -> Node:
-        """Create or update the node by name; sets ``registered_at``/``last_seen``."""
+    def register_node(self, node: Node, *, now: float, rand: Callable[[], float]
+                      ) -> tuple[Node, list[Job]]:
+        """Create or update the node by name; sets ``registered_at``/``last_seen``.
+
+        When the node was registered before under another non-empty ``session`` (its
+        process was replaced: a crash and a restart), every job still leased to that
+        name is expired in the same transaction, through the lease-expiry transition
+        (the attempt counts as failed and the retry rule decides), and returned, so
+        the work does not wait for the dead process's leases to run out."""
         ...
 
     def touch_node(self, name: str, *, now: float) -> None:

@@ -19,6 +19,7 @@ import inspect
 import logging
 import os
 import re
+import secrets
 import signal
 import socket
 import threading
@@ -103,6 +104,9 @@ class Worker:
         self._stop_early = False
         self._hurry: asyncio.Event | None = None
         self._rediscovered = 0.0
+        #: This process's session: re-registering under it after a coordinator
+        #: restart changes nothing; a new process of this name replaces it.
+        self._session = secrets.token_hex(8)
 
     def __repr__(self) -> str:
         return f"Worker(name={self.name!r}, kinds={self._handlers.kinds!r})"
@@ -257,7 +261,7 @@ class Worker:
     async def _register(self) -> None:
         await self._client.register_node(NodeRegister(
             name=self.name, kinds=self._handlers.kinds, host=socket.gethostname(),
-            version=__version__, concurrency=self.concurrency))
+            version=__version__, concurrency=self.concurrency, session=self._session))
 
     async def _lease_loop(self) -> None:
         backoff = Backoff()

@@ -49,7 +49,8 @@ def _node_to_wire(node: Node) -> dict[str, object]:
     return {"name": node.name, "kinds": list(node.kinds), "host": node.host,
             "version": node.version, "concurrency": node.concurrency,
             "registered_at": node.registered_at, "last_seen": node.last_seen,
-            "in_flight": node.in_flight, "status": node.status, "labels": dict(node.labels)}
+            "in_flight": node.in_flight, "status": node.status, "labels": dict(node.labels),
+            "released": node.released}
 
 
 def _finish_item(item: FinishIn) -> FinishItem:
@@ -118,7 +119,7 @@ def router(ctx: ApiContext) -> APIRouter:
         require_kinds(principal, body.kinds)
         node = await ctx.svc.register_node(Node(
             name=body.name, kinds=tuple(body.kinds), host=body.host, version=body.version,
-            concurrency=body.concurrency, labels=dict(body.labels)))
+            concurrency=body.concurrency, labels=dict(body.labels), session=body.session))
         return json_response(_node_to_wire(node))
 
     @r.get("/nodes", response_model=NodeList, dependencies=[Depends(allow(NODES_READ))])

@@ -199,6 +199,7 @@ def node_to_row(node: Node) -> dict[str, Any]:
         "status": node.status,
         "registered_at": node.registered_at,
         "last_seen": node.last_seen,
+        "session": node.session,
     }
 
 
@@ -214,4 +215,5 @@ def node_from_row(row: Any, in_flight: int = 0) -> Node:
         in_flight=in_flight,
         status=row["status"],
         labels=orjson.loads(row["labels"]),
+        session=row["session"],
     )

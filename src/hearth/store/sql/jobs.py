@@ -10,6 +10,7 @@ No state rule is decided here. Never build SQL from caller strings.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import (
@@ -400,16 +401,28 @@ class SqlStore(SqlSecurity):
         return found
 
     # -- nodes ---------------------------------------------------------------------------
-    def register_node(self, node: Node, *, now: float) -> Node:
+    def register_node(self, node: Node, *, now: float, rand: Callable[[], float]
+                      ) -> tuple[Node, list[Job]]:
         with self._b.write() as conn:
-            row = conn.execute(select(nodes).where(nodes.c.name == node.name)).first()
+            row = conn.execute(select(nodes).where(nodes.c.name == node.name)
+                               .with_for_update()).first()
             registered = row.registered_at if row is not None else now
             values = codec.node_to_row(node) | {"registered_at": registered, "last_seen": now}
+            released: list[tuple[Job, Event | None]] = []
             if row is None:
                 conn.execute(insert(nodes), values)
             else:
+                if row.session and node.session and row.session != node.session:
+                    query = (select(*_JOB_COLUMNS)
+                             .where(_IS_LEASED, jobs.c.worker == node.name)
+                             .with_for_update())
+                    released = [tr.abandon(codec.job_from_row(r._mapping), now=now,
+                                           rand=rand())
+                                for r in conn.execute(query)]
+                    self._save(conn, released)
                 conn.execute(update(nodes).where(nodes.c.name == node.name).values(values))
-            return codec.node_from_row(values, in_flight=self._in_flight(conn).get(node.name, 0))
+            out = codec.node_from_row(values, in_flight=self._in_flight(conn).get(node.name, 0))
+            return replace(out, released=len(released)), [job for job, _ in released]
 
     def _touch(self, conn: Connection, name: str, now: float) -> None:
         conn.execute(update(nodes).where(nodes.c.name == name).values(last_seen=now))

@@ -149,6 +149,7 @@ nodes = Table(
     Column("status", String(16), nullable=False),
     Column("registered_at", Double, nullable=False),
     Column("last_seen", Double, nullable=False),
+    Column("session", String(64), nullable=False, server_default=""),
 )
 
 certificates = Table(
