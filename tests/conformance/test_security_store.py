@@ -213,7 +213,7 @@ def test_upgrading_a_database_with_jobs_adds_the_security_tables(store_url: str)
         migrate(backend)
         with backend.write_engine.connect() as conn:
             context = MigrationContext.configure(conn)
-            assert context.get_current_revision() == "0002"
+            assert context.get_current_revision() not in (None, "0001")
             assert compare_metadata(context, metadata) == []
     finally:
         backend.dispose()

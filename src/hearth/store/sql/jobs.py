@@ -62,6 +62,21 @@ _IS_LEASED = text("jobs.state = 'leased'")
 _RUN_AT_UNINDEXED = literal_column("+jobs.run_at", Double)
 _JOB_COLUMNS = [c for c in jobs.c if c.name != "seq"]
 
+# Leasing one kind, built once (SQLAlchemy then reuses its compiled form without
+# computing a new cache key for every call); the namespace filter is its own variant.
+_LEASE_KIND = (
+    select(jobs.c.seq, *_JOB_COLUMNS)
+    .where(jobs.c.kind == bindparam("kind"), _IS_LEASABLE,
+           bindparam("now", type_=Double) >= _RUN_AT_UNINDEXED)
+    .order_by(jobs.c.priority.desc(), jobs.c.run_at, jobs.c.seq)
+    .limit(bindparam("limit"))
+    .with_for_update(skip_locked=True)
+)
+_LEASE_KIND_IN = _LEASE_KIND.where(jobs.c.namespace.in_(bindparam("namespaces",
+                                                                   expanding=True)))
+_TOUCH_NODE = update(nodes).where(nodes.c.name == bindparam("node")).values(
+    last_seen=bindparam("seen"))
+
 # Hot statements, built once: the backend compiles each once per process.
 _UPDATE_JOB = (
     update(jobs)
@@ -244,17 +259,12 @@ class SqlStore(SqlSecurity):
             return []
         with self._b.write() as conn:
             candidates: list[Any] = []
+            query = _LEASE_KIND_IN if namespaces else _LEASE_KIND
+            params: dict[str, Any] = {"now": now, "limit": limit}
+            if namespaces:
+                params["namespaces"] = list(namespaces)
             for kind in sorted(set(kinds)):
-                query = (
-                    select(jobs.c.seq, *_JOB_COLUMNS)
-                    .where(jobs.c.kind == kind, _IS_LEASABLE, now >= _RUN_AT_UNINDEXED)
-                    .order_by(jobs.c.priority.desc(), jobs.c.run_at, jobs.c.seq)
-                    .limit(limit)
-                    .with_for_update(skip_locked=True)
-                )
-                if namespaces:
-                    query = query.where(jobs.c.namespace.in_(namespaces))
-                candidates.extend(conn.execute(query))
+                candidates.extend(conn.execute(query, {**params, "kind": kind}))
             if len(kinds) > 1:
                 candidates.sort(key=lambda r: (-r.priority, r.run_at, r.seq))
             changed = [
@@ -425,7 +435,7 @@ class SqlStore(SqlSecurity):
             return replace(out, released=len(released)), [job for job, _ in released]
 
     def _touch(self, conn: Connection, name: str, now: float) -> None:
-        conn.execute(update(nodes).where(nodes.c.name == name).values(last_seen=now))
+        conn.execute(_TOUCH_NODE, {"node": name, "seen": now})
 
     def touch_node(self, name: str, *, now: float) -> None:
         with self._b.write() as conn:
