@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export HEARTH_TEST_PG_DSN ?= postgresql://postgres@127.0.0.1:5432/test
 
-.PHONY: run test lint unit integration acceptance e2e-lan bench bench-pg clean
+.PHONY: run test lint unit integration acceptance e2e-lan bench bench-pg chaos clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -47,5 +47,17 @@ bench: $(STAMP)
 	$(BIN)/python bench/latency.py
 	$(BIN)/python bench/backlog.py
 
+## make chaos: kill -9 workers and the coordinator, restart PostgreSQL and cut a worker's
+## network while 20,000 jobs flow per store; checks that nothing acknowledged is lost or
+## completed twice (needs root; appends to bench/results/chaos.jsonl)
+chaos: $(STAMP)
+	$(BIN)/python bench/chaos.py
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+## make bench-peers: Hearth side by side with Celery, RQ, Huey, Dramatiq, Procrastinate
+## and DBOS (installs the pinned peers into bench/.peers-venv; ARGS="--quick" for a smoke run)
+.PHONY: bench-peers
+bench-peers: $(STAMP)
+	$(BIN)/python bench/peers/run.py $(ARGS)
