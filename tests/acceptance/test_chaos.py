@@ -38,6 +38,11 @@ def chaos() -> ModuleType:
     return importlib.import_module("bench.chaos")
 
 
+@pytest.fixture(scope="module")
+def invariants(chaos: ModuleType) -> ModuleType:
+    return importlib.import_module("bench.chaoskit.invariants")
+
+
 @pytest.mark.slow
 def test_nothing_acknowledged_is_lost_or_doubled_under_crashes_and_cuts(
         chaos: ModuleType, store_url: str, tmp_path: Path) -> None:
@@ -88,39 +93,40 @@ def job_with_result(worker: str, attempt: int) -> SimpleNamespace:
 
 
 def test_the_stale_lease_check_accepts_a_clean_history_and_flags_each_kind_of_stale_win(
-        chaos: ModuleType) -> None:
+        invariants: ModuleType) -> None:
+    stale = invariants.stale_completions
     leased_twice = [event(1, "submitted", 0, None), event(2, "leased", 1, "w1"),
                     event(3, "expired", 1, "w1"), event(4, "leased", 2, "w2"),
                     event(5, "succeeded", 2, "w2")]
     ran = {("j", "w1", 1), ("j", "w2", 2)}
-    assert chaos._stale({"j": job_with_result("w2", 2)}, {"j": leased_twice}, ran) == []
+    assert stale({"j": job_with_result("w2", 2)}, {"j": leased_twice}, ran) == []
     # w1's late outcome taken for attempt 2: the row (and so the event) says w2, 2.
-    [problem] = chaos._stale({"j": job_with_result("w1", 1)}, {"j": leased_twice}, ran)
+    [problem] = stale({"j": job_with_result("w1", 1)}, {"j": leased_twice}, ran)
     assert "result came from ('w1', 1)" in problem
     # A success after the lease ended, with no new lease.
     ended = [*leased_twice[:3], event(4, "succeeded", 1, "w1")]
-    [problem] = chaos._stale({"j": job_with_result("w1", 1)}, {"j": ended}, ran)
+    [problem] = stale({"j": job_with_result("w1", 1)}, {"j": ended}, ran)
     assert "no live lease" in problem
     # A success no handler ran.
-    [problem] = chaos._stale({"j": job_with_result("w2", 2)}, {"j": leased_twice},
-                             {("j", "w1", 1)})
+    [problem] = stale({"j": job_with_result("w2", 2)}, {"j": leased_twice},
+                      {("j", "w1", 1)})
     assert "no handler ran" in problem
 
 
 def test_recovery_is_measured_from_the_fault_to_the_first_good_window_after_the_restart(
-        chaos: ModuleType) -> None:
+        chaos: ModuleType, invariants: ModuleType) -> None:
     plan = dataclasses.replace(chaos.QUICK, recovery_limit=10.0)
     # 100 completions/s from t=0 to 20, none from 20 to 24 (the coordinator is down until
     # 21), then 100/s again.
     times = [i / 100 for i in range(2000)] + [24 + i / 100 for i in range(1000)]
     report = chaos.Report("sqlite", plan, started=0.0)
     report.faults = [chaos.Fault("coordinator-kill", "coordinator", at=20.0, back=21.0)]
-    assert chaos._recovery(report, times) == []
+    assert invariants.check_recovery(report, times) == []
     [fault] = report.faults
     assert fault.pre_rate == 100
     # The first 1 s window with 90 completions is [23.9, 24.9).
     assert fault.recovery == pytest.approx(4.9, abs=0.06)
     # Never back within 10 s: a failure.
     report.faults = [chaos.Fault("coordinator-kill", "coordinator", at=20.0, back=21.0)]
-    [problem] = chaos._recovery(report, times[:2000] + [40 + t for t in times[:500]])
+    [problem] = invariants.check_recovery(report, times[:2000] + [40 + t for t in times[:500]])
     assert "not back to 90/s within 10 s" in problem
