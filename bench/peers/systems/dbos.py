@@ -1,0 +1,118 @@
+"""DBOS queues on SQLite and on PostgreSQL (runs in ``bench/.peers-venv``).
+
+DBOS is a library, not a server: a worker is any process that declares the
+workflows, calls ``DBOS.launch()`` and registers the queue. ``python -m
+bench.peers.systems.dbos`` is that process (``serve()`` below). The driver enqueues
+from outside the application with ``DBOSClient``, DBOS's documented way for another
+process to enqueue. ``import dbos`` below is the installed package, not this file.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from dbos import DBOS
+
+from bench.peers.common import fresh_pg_database, stamp
+from bench.peers.systems.base import System
+
+QUEUE = "peers"
+URL_ENV = "PEERS_DBOS_URL"
+#: Worker processes (each a launched DBOS application).
+PROCESSES = 2
+
+
+@DBOS.workflow(name="noop")
+def noop(seq: int) -> None:
+    return None
+
+
+@DBOS.workflow(name="stamp")
+def stamp_workflow(seq: int) -> None:
+    stamp(seq)
+
+
+def serve() -> None:
+    """A worker process: launch DBOS on the system database and serve the queue with
+    DBOS's defaults (a 1 s polling interval, no concurrency limit) until SIGTERM."""
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    DBOS(config={"name": "peers", "system_database_url": os.environ[URL_ENV],
+                 "log_level": "WARNING"})
+    DBOS.launch()
+    DBOS.register_queue(QUEUE)
+    stop.wait()
+    DBOS.destroy()
+
+
+class _Dbos(System):
+    database: ClassVar[str]
+    packages = ("dbos", "SQLAlchemy", "psycopg")
+    bulk_api = "none: DBOSClient.enqueue() inserts one workflow per call"
+
+    def open(self) -> None:
+        import subprocess
+
+        from dbos import DBOSClient
+
+        if self.database == "sqlite":
+            url = f"sqlite:///{self.workdir / 'dbos.sqlite'}"
+        else:
+            dsn = self.stack.enter_context(fresh_pg_database("peers_dbos"))
+            url = dsn.replace("postgresql://", "postgresql+psycopg://", 1)
+        self.env[URL_ENV] = url
+        # The client never migrates: create the system tables as `dbos migrate` does.
+        migrate = subprocess.run(
+            [os.path.join(os.path.dirname(sys.executable), "dbos"), "migrate",
+             "--sys-db-url", url], env=self.env, capture_output=True, text=True)
+        if migrate.returncode:
+            raise RuntimeError(f"dbos migrate failed: {migrate.stderr[-2000:]}")
+        self.client = DBOSClient(system_database_url=url)
+        self.stack.callback(self.client.destroy)
+        self.done: set[str] = set()
+
+    def worker_commands(self) -> list[list[str]]:
+        return [[sys.executable, "-m", "bench.peers.systems.dbos"]] * PROCESSES
+
+    def enqueue(self, task: str, seq: int) -> Any:
+        handle = self.client.enqueue({"queue_name": QUEUE, "workflow_name": task}, seq)
+        return handle.get_workflow_id()
+
+    def count_complete(self, handles: Sequence[Any]) -> int:
+        """Workflows in status SUCCESS. While any are still queued or running (one
+        ``list_queued_workflows`` call, cheap as it shrinks) the count is the jobs
+        no longer listed; at the end it is checked with ``list_workflows``."""
+        queued = self.client.list_queued_workflows(
+            queue_name=QUEUE, load_input=False, load_output=False)
+        if queued:
+            return len(handles) - len(queued)
+        succeeded = self.client.list_workflows(
+            queue_name=QUEUE, status="SUCCESS", load_input=False, load_output=False)
+        return len({w.workflow_id for w in succeeded} & set(handles))
+
+
+class DbosSqlite(_Dbos):
+    """Two worker processes (one per core), each a DBOS application launched on one
+    SQLite system database, serving the queue with DBOS's defaults: polled every
+    1 s, no concurrency limit, workflows run on DBOS's thread pool."""
+
+    name = "dbos-sqlite"
+    database = "sqlite"
+
+
+class DbosPostgres(_Dbos):
+    """Two worker processes (one per core), each a DBOS application launched on a
+    fresh PostgreSQL system database, serving the queue with DBOS's defaults: polled
+    every 1 s, no concurrency limit, workflows run on DBOS's thread pool."""
+
+    name = "dbos-postgres"
+    database = "postgres"
+
+
+if __name__ == "__main__":
+    serve()
