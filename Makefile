@@ -53,6 +53,13 @@ bench: $(STAMP)
 chaos: $(STAMP)
 	$(BIN)/python bench/chaos.py
 
+## make fuzz: tests/fuzz far longer than `make test` runs it: Schemathesis over every API
+## operation and the queue state machine on both stores (HEARTH_FUZZ_EXAMPLES=1000 for more)
+HEARTH_FUZZ_EXAMPLES ?= 300
+.PHONY: fuzz
+fuzz: $(STAMP)
+	HEARTH_FUZZ_EXAMPLES=$(HEARTH_FUZZ_EXAMPLES) $(BIN)/pytest -q -s --timeout 3600 tests/fuzz
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
 

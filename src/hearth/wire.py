@@ -293,7 +293,17 @@ def decode_payload(payload: Any, payload_b64: str | None, payload_type: str = ""
             raise ValidationError("payload_b64 is not valid base64") from exc
     if payload is None and payload_type != "json":
         return b""
-    return orjson.dumps(payload)
+    return _json_bytes(payload)
+
+
+def _json_bytes(payload: Any) -> bytes:
+    """The payload as JSON; ``ValidationError`` for JSON that orjson cannot write (an
+    integer beyond 64 bits, nesting deeper than 255), which workers could not read."""
+    try:
+        return orjson.dumps(payload)
+    except orjson.JSONEncodeError as exc:
+        raise ValidationError(f"payload is not usable JSON: {exc} (integers must fit in "
+                              "64 bits)") from exc
 
 
 def _payload_in(payload: Any, payload_b64: str | None, fields_set: set[str]
@@ -303,7 +313,7 @@ def _payload_in(payload: Any, payload_b64: str | None, fields_set: set[str]
             raise ValidationError("give either payload (JSON) or payload_b64 (bytes), not both")
         return decode_payload(None, payload_b64), "bytes"
     if "payload" in fields_set:
-        return orjson.dumps(payload), "json"
+        return _json_bytes(payload), "json"
     return b"", "bytes"
 
 

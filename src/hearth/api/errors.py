@@ -86,6 +86,11 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     if not isinstance(exc, HTTPException):  # pragma: no cover
         raise exc
     status = exc.status_code
+    if status == 400:
+        # FastAPI's own body parsing answers 400 when the bytes cannot be decoded at all
+        # (not UTF-8); like any other unreadable body, that is documented as 422.
+        return error_response("The request is not valid: the request body is not valid "
+                              "JSON (it is not UTF-8 text).", "invalid", 422)
     if status == 404 and exc.detail in (None, "Not Found"):
         message = (f"there is no route {request.method} {request.url.path}; the API is "
                    "described at /openapi.json")

@@ -192,8 +192,12 @@ def _failed(job: Job, error: ErrorInfo, now: float, rand: float, event: EventTyp
 
 
 def fail(job: Job, *, token: str, now: float, error: ErrorInfo, rand: float) -> Outcome:
-    """The worker reports that the attempt failed."""
+    """The worker reports that the attempt failed. After a cancel request the job is
+    cancelled instead (it never runs again), as when its lease ends or is released."""
     check_lease(job, token, now)
+    if job.cancel_requested:
+        return _cancelled(job, now, reason="the attempt failed after cancellation was "
+                                           "requested")
     return _failed(job, error, now, rand, EventType.FAILED)
 
 
@@ -287,6 +291,7 @@ def retry(job: Job, *, now: float) -> Outcome:
         state=JobState.QUEUED,
         run_at=now,
         failures=0,
+        cancel_requested=False,
         finished_at=None,
         updated_at=now,
     )

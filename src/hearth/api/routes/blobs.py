@@ -11,6 +11,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends
 from starlette.background import BackgroundTask
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
@@ -27,6 +28,23 @@ _BYTES: dict[int | str, dict[str, Any]] = {200: {"content": {"application/octet-
     "schema": {"type": "string", "format": "binary"}}}, "description": "the blob's bytes"}}
 
 
+class _AnyText(Convertor[str]):
+    """Starlette's ``path`` convertor with newlines too: its ``.*`` stops at one, so a
+    digest with a newline inside matched no route and was a 404. With this every value
+    reaches the handler, which answers 422 for anything but a digest."""
+
+    regex = "(?s:.*)"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("anytext", _AnyText())
+
+
 def router(ctx: ApiContext) -> APIRouter:
     r = APIRouter(prefix="/v1", tags=["blobs"], responses={**ERROR_RESPONSES, **TOO_LARGE})
     read = [Depends(allow(BLOBS_READ))]
@@ -37,7 +55,7 @@ def router(ctx: ApiContext) -> APIRouter:
         info = await ctx.blob_store.put(request.stream(), max_size=ctx.max_blob)
         return json_response({"digest": info.digest, "size": info.size})
 
-    @r.put("/blobs/{digest:path}", response_model=BlobOut, openapi_extra=_RAW_BODY,
+    @r.put("/blobs/{digest:anytext}", response_model=BlobOut, openapi_extra=_RAW_BODY,
            dependencies=write)
     async def upload_as(digest: str, request: Request) -> Response:
         check_digest(digest)
@@ -45,7 +63,7 @@ def router(ctx: ApiContext) -> APIRouter:
                                         max_size=ctx.max_blob)
         return json_response({"digest": info.digest, "size": info.size})
 
-    @r.get("/blobs/{digest:path}", response_class=Response, responses={**_BYTES, **NOT_FOUND},
+    @r.get("/blobs/{digest:anytext}", response_class=Response, responses={**_BYTES, **NOT_FOUND},
            dependencies=read)
     async def download(digest: str, request: Request) -> Response:
         check_digest(digest)
@@ -59,7 +77,7 @@ def router(ctx: ApiContext) -> APIRouter:
             headers={"Content-Length": str(reader.size), "ETag": etag},
             background=BackgroundTask(reader.aclose))
 
-    @r.head("/blobs/{digest:path}", response_class=Response, responses=NOT_FOUND,
+    @r.head("/blobs/{digest:anytext}", response_class=Response, responses=NOT_FOUND,
             dependencies=read)
     async def head(digest: str) -> Response:
         size = await ctx.blob_store.size(check_digest(digest))

@@ -41,6 +41,17 @@ def translate_errors() -> Iterator[None]:
         raise
     except sa_exc.IntegrityError as exc:
         raise Conflict(f"the database refused the change: {exc.orig}") from exc
+    except sa_exc.DataError as exc:
+        # A value the database cannot hold, e.g. text with a NUL character on
+        # PostgreSQL (SQLite keeps it): bad input, not a fault of the coordinator.
+        cause = exc.orig or exc
+        first = (str(cause).strip().splitlines() or [""])[0][:200]
+        raise ValidationError(f"the database cannot store a value of this request: "
+                              f"{first}") from exc
+    except OverflowError as exc:
+        # SQLite's driver refuses integers beyond 64 bits before the database sees them.
+        raise ValidationError("a number in this request is too large for the database "
+                              "(at most 2**63 - 1)") from exc
     except sa_exc.TimeoutError as exc:
         raise Unavailable("no database connection was free in time; try again") from exc
     except (sa_exc.OperationalError, sa_exc.InterfaceError) as exc:
