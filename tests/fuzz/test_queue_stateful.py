@@ -17,9 +17,16 @@ the history must keep the promises of the README ("What you can rely on"):
   brings a ``dead`` job back);
 - attempts never decrease; leasing follows priority, then ``run_at``, then submission.
 
-The clock is fake (``self.now``, advanced by the ``tick`` rule), randomness is fixed,
-ids and tokens are counters. Each run uses its own kind and namespace on the test's
-database, so runs do not see each other's jobs.
+The clock is fake (``self.now``): ``tick`` advances it by a few seconds, and
+``until_expiry`` to exactly a lease's expiry or just before, the boundary a late
+heartbeat must not cross. Randomness is fixed, ids and tokens are counters. Each run
+uses its own kind and namespace on the test's database, so runs do not see each
+other's jobs.
+
+The first bug this found: a failure reported after a cancel request made the job
+``failed`` or ``dead`` with ``cancel_requested`` still set, so it ran again, and an
+operator retry of it was cancelled at its first heartbeat
+(tests/integration/test_fuzz_regressions.py).
 """
 
 from __future__ import annotations
