@@ -108,6 +108,18 @@ def test_a_body_that_is_not_utf8_is_422(http: httpx.Client) -> None:
     _invalid(http.post("/v1/jobs", content=garbage, headers=headers))  # always was
 
 
+def test_credentials_are_checked_before_any_body_is_read(http: httpx.Client) -> None:
+    """A caller without credentials learns nothing from a body: 401 first, always."""
+    garbage = b"\xff\xfe{not json"
+    headers = {"Content-Type": "application/json", "Authorization": ""}
+    for path in ("/v1/nodes", "/v1/tokens", "/v1/certificates/revoke", "/v1/enrollments",
+                 "/v1/jobs/j_x/finish?worker=w", "/v1/jobs/j_x/heartbeat?worker=w",
+                 "/v1/jobs", "/v1/leases"):
+        for body in (garbage, b'{"unexpected": true}'):
+            answer = http.post(path, content=body, headers=headers)
+            assert answer.status_code == 401, (path, answer.status_code, answer.text)
+
+
 def test_integers_beyond_64_bits_are_422(http: httpx.Client) -> None:
     _invalid(http.get("/v1/events", params={"after": BIG}))
     _invalid(http.get("/v1/jobs/j_x/events", params={"after": BIG * 4}))

@@ -10,9 +10,11 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
+from starlette.requests import Request
 from starlette.responses import Response
 
 from hearth.api.auth import ADMINISTER, Principal
+from hearth.api.body import documented, parse
 from hearth.api.context import ApiContext, Caller, allow
 from hearth.api.encode import json_response
 from hearth.api.routes import CONFLICT, ERROR_RESPONSES, NOT_FOUND
@@ -52,10 +54,12 @@ def router(ctx: ApiContext) -> APIRouter:
                               "via": principal.via, "namespaces": list(principal.namespaces),
                               "kinds": list(principal.kinds), "ident": principal.ident})
 
-    @r.post("/enrollments", response_class=Response, responses=_BUNDLE)
-    async def enroll(body: EnrollIn, _: Admin) -> Response:
+    @r.post("/enrollments", response_class=Response, responses=_BUNDLE,
+            openapi_extra=documented(EnrollIn))
+    async def enroll(request: Request, _: Admin) -> Response:
         from hearth.security.bundle import dumps
 
+        body = await parse(request, EnrollIn)  # after authentication, like every body
         bundle = await security().enroll(body.name, role=body.role, kinds=body.kinds,
                                          validity=body.validity, addresses=body.addresses)
         return Response(dumps(bundle), media_type=BUNDLE_MEDIA_TYPE, headers={
@@ -67,13 +71,17 @@ def router(ctx: ApiContext) -> APIRouter:
         found = await security().certificates(name)
         return json_response({"certificates": [cert_to_wire(c) for c in found]})
 
-    @r.post("/certificates/revoke", response_model=CertList, responses=NOT_FOUND)
-    async def revoke(body: RevokeIn, _: Admin) -> Response:
+    @r.post("/certificates/revoke", response_model=CertList, responses=NOT_FOUND,
+            openapi_extra=documented(RevokeIn))
+    async def revoke(request: Request, _: Admin) -> Response:
+        body = await parse(request, RevokeIn)
         found = await security().revoke(name=body.name, serial=body.serial)
         return json_response({"certificates": [cert_to_wire(c) for c in found]})
 
-    @r.post("/tokens", response_model=TokenCreated, status_code=201, responses=CONFLICT)
-    async def create_token(body: TokenCreate, _: Admin) -> Response:
+    @r.post("/tokens", response_model=TokenCreated, status_code=201, responses=CONFLICT,
+            openapi_extra=documented(TokenCreate))
+    async def create_token(request: Request, _: Admin) -> Response:
+        body = await parse(request, TokenCreate)
         record, value = await security().create_token(
             body.name, role=body.role, namespaces=body.namespaces,
             expires_in=body.expires_in)

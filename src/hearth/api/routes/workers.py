@@ -112,9 +112,9 @@ Worker = Annotated[Principal, Depends(allow(WORK))]
 def router(ctx: ApiContext) -> APIRouter:
     r = APIRouter(prefix="/v1", tags=["workers"], responses=ERROR_RESPONSES)
 
-    @r.post("/nodes", response_model=NodeOut)
-    async def register_node(body: NodeRegister,
-                            principal: Worker) -> Response:
+    @r.post("/nodes", response_model=NodeOut, openapi_extra=documented(NodeRegister))
+    async def register_node(request: Request, principal: Worker) -> Response:
+        body = await parse(request, NodeRegister)  # after authentication, like every body
         require_worker(principal, body.name)
         require_kinds(principal, body.kinds)
         node = await ctx.svc.register_node(Node(
@@ -167,10 +167,11 @@ def router(ctx: ApiContext) -> APIRouter:
         return json_response({"items": [item_to_wire(res) for res in results]})
 
     @r.post("/jobs/{job_id}/heartbeat", response_model=ItemOut,
-            responses={**NOT_FOUND, **CONFLICT})
-    async def heartbeat_one(job_id: str, body: HeartbeatIn,
+            responses={**NOT_FOUND, **CONFLICT}, openapi_extra=documented(HeartbeatIn))
+    async def heartbeat_one(job_id: str, request: Request,
                             worker: Annotated[str, Query(description=_WORKER)],
                             principal: Worker) -> Response:
+        body = await parse(request, HeartbeatIn)
         require_worker(principal, worker)
         _same_job(job_id, body.job_id)
         [res] = await ctx.svc.heartbeat([_heartbeat_item(body)], worker=worker)
@@ -179,10 +180,11 @@ def router(ctx: ApiContext) -> APIRouter:
         return json_response(item_to_wire(res))
 
     @r.post("/jobs/{job_id}/finish", response_model=ItemOut,
-            responses={**NOT_FOUND, **CONFLICT, **TOO_LARGE})
-    async def finish_one(job_id: str, body: FinishIn,
+            responses={**NOT_FOUND, **CONFLICT, **TOO_LARGE}, openapi_extra=documented(FinishIn))
+    async def finish_one(job_id: str, request: Request,
                          worker: Annotated[str, Query(description=_WORKER)],
                          principal: Worker) -> Response:
+        body = await parse(request, FinishIn)
         require_worker(principal, worker)
         _same_job(job_id, body.job_id)
         [res] = await _finish(ctx, [body], worker)
