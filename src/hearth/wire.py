@@ -352,10 +352,17 @@ def result_from_wire(item: ResultIn | None) -> Result:
     return Result(payload=payload, payload_type=payload_type, blobs=blobs)
 
 
+def _text(value: str) -> str:
+    """Free text a worker reports (exception messages, progress) with NUL written as
+    ``\\x00``: PostgreSQL cannot store NUL in text, SQLite can, and a failure's message
+    must never make its outcome, or the batch it travels in, unrecordable."""
+    return value.replace("\x00", "\\x00") if "\x00" in value else value
+
+
 def error_from_wire(item: ErrorIn | None) -> ErrorInfo:
     if item is None:
         return ErrorInfo("the worker reported a failure without a message")
-    return ErrorInfo(item.message, item.type, item.retryable)
+    return ErrorInfo(_text(item.message), _text(item.type), item.retryable)
 
 
 def _payload_out(data: bytes, payload_type: str) -> dict[str, Any]:
@@ -447,4 +454,4 @@ def event_to_wire(event: Event) -> dict[str, Any]:
 def progress_from_wire(item: ProgressOut | None) -> Progress | None:
     if item is None:
         return None
-    return Progress(item.percent, item.message)
+    return Progress(item.percent, _text(item.message))

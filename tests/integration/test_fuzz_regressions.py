@@ -137,22 +137,31 @@ def test_integers_beyond_64_bits_are_422(http: httpx.Client) -> None:
 
 
 def test_nul_characters_in_text_are_never_a_5xx(http: httpx.Client, store_url: str) -> None:
-    """SQLite keeps a NUL in text; PostgreSQL cannot, and that is a 422 now."""
+    """A NUL in what a caller chooses (labels, idempotency keys) is 422 on both stores;
+    in filters and node fields, PostgreSQL's refusal is a 422 too; in what a worker
+    reports (a failure message, progress) it is kept, escaped, on both stores."""
     on_pg = not store_url.startswith("sqlite")
     r = http.get("/v1/jobs", params={"kind": "a\x00b", "worker": "w\x00"})
     assert r.status_code == (422 if on_pg else 200), r.text
     r = http.post("/v1/jobs", json={"kind": "k", "idempotency_key": "key\x00"})
-    assert r.status_code == (422 if on_pg else 201), r.text
+    assert r.status_code == 422, r.text
+    r = http.post("/v1/jobs", json={"kind": "k", "labels": {"team": "a\x00"}})
+    assert r.status_code == 422 and "NUL" in r.json()["error"], r.text
     r = http.post("/v1/nodes", json={"name": "n", "kinds": ["k"], "host": "h\x00"})
     assert r.status_code == (422 if on_pg else 200), r.text
-    job = http.post("/v1/jobs", json={"kind": "k2"}).json()
-    [lease] = http.post("/v1/leases", json={"worker": "w", "kinds": ["k2"]}).json()["leases"]
-    r = http.post("/v1/leases/finish", json={"worker": "w", "items": [{
-        "job_id": job["id"], "token": lease["token"], "outcome": "failed",
-        "error": {"message": "bad \x00 byte"}}]})
-    assert r.status_code == (422 if on_pg else 200), r.text
-    if on_pg:  # the whole batch was refused: the job is untouched, still leased
-        assert http.get(f"/v1/jobs/{job['id']}").json()["state"] == "leased"
+    failing = http.post("/v1/jobs", json={"kind": "k2"}).json()
+    passing = http.post("/v1/jobs", json={"kind": "k2"}).json()
+    leases = http.post("/v1/leases", json={"worker": "w", "kinds": ["k2"],
+                                           "max_jobs": 2}).json()["leases"]
+    tokens = {lease["job"]["id"]: lease["token"] for lease in leases}
+    r = http.post("/v1/leases/finish", json={"worker": "w", "items": [
+        {"job_id": failing["id"], "token": tokens[failing["id"]], "outcome": "failed",
+         "error": {"message": "bad \x00 byte", "retryable": False}},
+        {"job_id": passing["id"], "token": tokens[passing["id"]], "outcome": "succeeded"}]})
+    assert r.status_code == 200 and [i["status"] for i in r.json()["items"]] == [200, 200]
+    dead = http.get(f"/v1/jobs/{failing['id']}").json()
+    assert dead["state"] == "dead" and dead["last_error"]["message"] == "bad \\x00 byte"
+    assert http.get(f"/v1/jobs/{passing['id']}").json()["state"] == "succeeded"
 
 
 def test_a_blob_path_with_a_newline_is_422_not_404(http: httpx.Client) -> None:

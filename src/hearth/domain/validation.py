@@ -128,4 +128,9 @@ def check_spec(spec: JobSpec, *, max_payload: int = DEFAULT_MAX_PAYLOAD) -> JobS
         if not isinstance(value, str) or len(value) > MAX_LABEL_VALUE:
             raise ValidationError(f"label {key!r} must be a string of at most "
                                   f"{MAX_LABEL_VALUE} characters")
+        if "\x00" in value:
+            raise ValidationError(f"label {key!r} contains a NUL character, which no "
+                                  "store keeps; remove it")
+    if spec.idempotency_key is not None and "\x00" in spec.idempotency_key:
+        raise ValidationError("idempotency_key contains a NUL character; remove it")
     return spec
