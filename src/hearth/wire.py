@@ -56,7 +56,7 @@ class JobSubmit(BaseModel):
     priority: int = Field(0, description="higher runs first; equal priority is FIFO")
     delay: float = Field(0.0, ge=0, description="seconds to wait before the job is due")
     run_at: float | None = Field(None, description="epoch seconds; overrides delay")
-    max_attempts: int = Field(3, ge=0, description="0 means unlimited")
+    max_attempts: int = Field(3, ge=0, le=1_000_000, description="0 means unlimited")
     backoff: BackoffIn | None = Field(
         None, description="retry delays; omitted: initial 1 s, max 300 s, multiplier 2, "
         "jitter 0.1")

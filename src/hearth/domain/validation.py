@@ -18,6 +18,8 @@ LABEL_KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$")
 NODE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 
 MAX_LABELS = 32
+#: Attempts a job may be given (fits every store's integer column).
+MAX_ATTEMPTS = 1_000_000
 MAX_LABEL_VALUE = 256
 MAX_IDEMPOTENCY_KEY = 200
 MAX_PRIORITY = 1_000_000
@@ -106,8 +108,9 @@ def check_spec(spec: JobSpec, *, max_payload: int = DEFAULT_MAX_PAYLOAD) -> JobS
     ):
         raise ValidationError("run_at must be a time in epoch seconds")
     if (not isinstance(spec.max_attempts, int) or isinstance(spec.max_attempts, bool)
-            or spec.max_attempts < 0):
-        raise ValidationError("max_attempts must be 0 (unlimited) or a positive whole number")
+            or not 0 <= spec.max_attempts <= MAX_ATTEMPTS):
+        raise ValidationError("max_attempts must be 0 (unlimited) or a whole number from 1 "
+                              f"to {MAX_ATTEMPTS:,}")
     _check_seconds("lease_ttl", spec.lease_ttl, allow_zero=False)
     if spec.lease_ttl < 1:
         raise ValidationError("lease_ttl must be at least 1 second")
