@@ -1,5 +1,5 @@
 """What every peer adapter and the driver share: worker process groups, the side file
-the W2 handlers stamp, fresh PostgreSQL databases and Redis DBs, and percentiles.
+the W2 handlers stamp, fresh PostgreSQL databases and Redis DBs.
 
 This module is imported in both virtualenvs (the project's, for Hearth, and
 ``bench/.peers-venv``, for the peers) and by the worker processes of every system, so
@@ -226,15 +226,6 @@ def fresh_pg_database(prefix: str) -> Iterator[str]:
         yield f"{PG_ADMIN_DSN.rsplit('/', 1)[0]}/{name}"
     finally:
         _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def percentile(values: Sequence[float], pct: float) -> float:
-    """Nearest-rank percentile, as in bench/common.py."""
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    index = min(len(ordered) - 1, max(0, round(pct / 100 * (len(ordered) - 1))))
-    return ordered[index]
 
 
 def package_versions(names: Sequence[str]) -> dict[str, str]:

@@ -25,7 +25,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from bench.peers.common import ProcessGroup, StampReader, percentile
+from bench.common import percentile
+from bench.peers.common import ProcessGroup, StampReader
 from bench.peers.systems.base import System
 
 WARMUP_JOBS = 5

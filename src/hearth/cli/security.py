@@ -24,7 +24,9 @@ _SERIAL = re.compile(r"[0-9a-fA-F]{16,64}")
 
 
 def _day(ts: float | None) -> str:
-    return "-" if ts is None else time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(ts))
+    from hearth.security.pki import utc_date
+
+    return "-" if ts is None else utc_date(ts)
 
 
 def _split_kinds(values: tuple[str, ...]) -> list[str]:

@@ -317,13 +317,19 @@ class QueueService:
     async def expire_leases(self, limit: int = 500) -> list[Job]:
         jobs = await self._run(self.store.expire_leases, now=self.clock(), rand=self._rand,
                                limit=limit)
-        if jobs:
-            self.waker.notify_jobs(jobs)
-            self.feed.poke(job.id for job in jobs)
-            self.metrics.ended(
-                (job.kind, "expired" if job.state is JobState.FAILED else job.state.value)
-                for job in jobs)
+        self._leases_ended(jobs)
         return jobs
+
+    def _leases_ended(self, jobs: Sequence[Job]) -> None:
+        """Leases ended by the coordinator (expired, or their process replaced): wake
+        lease polls and watchers, count the outcomes."""
+        if not jobs:
+            return
+        self.waker.notify_jobs(jobs)
+        self.feed.poke(job.id for job in jobs)
+        self.metrics.ended(
+            (job.kind, "expired" if job.state is JobState.FAILED else job.state.value)
+            for job in jobs)
 
     async def next_lease_expiry(self) -> float | None:
         return await self._run(self.store.next_lease_expiry)
@@ -345,11 +351,7 @@ class QueueService:
             log.warning("worker %s registered as a new process (session %s): the %d "
                         "job(s) its previous process held are expired now, not when "
                         "their leases run out", node.name, node.session[:8], len(released))
-            self.waker.notify_jobs(released)
-            self.feed.poke(job.id for job in released)
-            self.metrics.ended(
-                (job.kind, "expired" if job.state is JobState.FAILED else job.state.value)
-                for job in released)
+        self._leases_ended(released)
         return registered
 
     async def list_nodes(self) -> list[Node]:
