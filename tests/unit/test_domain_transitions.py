@@ -448,3 +448,26 @@ def test_create_honours_delay_and_run_at(delay: float, run_at: float | None,
     assert (job.attempt, job.failures, job.max_attempts, job.priority) == (0, 0, 5, 7)
     assert (job.created_at, job.updated_at, dict(job.labels)) == (NOW, NOW, {"team": "a"})
     assert (event.type, event.state, dict(event.data)) == (E.SUBMITTED, S.QUEUED, event_data)
+
+
+# -- the fast copy -----------------------------------------------------------------------
+
+
+def test_replace_equals_dataclasses_replace_and_keeps_unchanged_fields_identical() -> None:
+    job = make_job(S.LEASED, labels={"team": "a"})
+    fast = tr.replace(job, state=S.SUCCEEDED, finished_at=NOW)
+    assert fast == replace(job, state=S.SUCCEEDED, finished_at=NOW)
+    assert fast.labels is job.labels and fast.payload is job.payload
+    assert job.state is S.LEASED  # the original is untouched
+
+
+def test_replace_refuses_a_field_that_does_not_exist() -> None:
+    with pytest.raises(TypeError, match="lease_tokn"):
+        tr.replace(make_job(), lease_tokn=None)
+
+
+def test_a_job_stays_frozen() -> None:
+    from dataclasses import FrozenInstanceError
+
+    with pytest.raises(FrozenInstanceError):
+        make_job().state = S.DEAD  # type: ignore[misc]

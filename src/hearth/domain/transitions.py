@@ -16,10 +16,10 @@ Rules kept in one place:
 
 from __future__ import annotations
 
-from dataclasses import fields
 from typing import Any
 
 from hearth.domain.jobs import (
+    JOB_FIELDS,
     LEASABLE_STATES,
     ErrorInfo,
     Event,
@@ -30,36 +30,30 @@ from hearth.domain.jobs import (
     Progress,
     Result,
     frozen_labels,
+    job_from_fields,
 )
 from hearth.domain.retry import GiveUp, decide
 from hearth.errors import InvalidTransition, StaleLease
 
 Outcome = tuple[Job, Event]
-_FIELDS = tuple(f.name for f in fields(Job))
+_FIELD_SET = frozenset(JOB_FIELDS)
 
 
 def replace(job: Job, **changes: Any) -> Job:
-    """``dataclasses.replace`` for :class:`Job`, twice as fast (this is the hot path:
-    every lease and every outcome copies a job)."""
-    new = object.__new__(Job)
-    set_ = object.__setattr__
-    for name in _FIELDS:
-        set_(new, name, changes[name] if name in changes else getattr(job, name))
-    return new
+    """``dataclasses.replace`` for :class:`Job`, three times as fast (this is the hot
+    path: every lease and every outcome copies a job). Fields not in ``changes`` keep
+    the very same objects, which is how a store tells what changed."""
+    if not _FIELD_SET.issuperset(changes):
+        raise TypeError(f"Job has no field {sorted(set(changes) - _FIELD_SET)[0]!r}")
+    values = job.__dict__.copy()
+    values.update(changes)
+    return job_from_fields(values)
 
 
 def _event(job: Job, type_: EventType, now: float, **data: Any) -> Event:
-    return Event(
-        job_id=job.id,
-        type=type_,
-        at=now,
-        state=job.state,
-        attempt=job.attempt,
-        worker=job.worker,
-        data={k: v for k, v in data.items() if v is not None},
-        namespace=job.namespace,
-        kind=job.kind,
-    )
+    return Event(job.id, type_, now, job.state, job.attempt, job.worker,
+                 {k: v for k, v in data.items() if v is not None} if data else {},
+                 0, job.namespace, job.kind)
 
 
 def create(spec: JobSpec, job_id: str, now: float) -> Outcome:
