@@ -392,7 +392,8 @@ def test_long_poll_lease_answers_when_work_arrives(api: Api) -> None:
 
 
 def test_a_waiting_poll_takes_a_delayed_job_when_due(api: Api) -> None:
-    job = api.submit(kind="test.delayed", delay=0.5)
+    # Due in 2 s: the first look below comes well before that, even on a loaded machine.
+    job = api.submit(kind="test.delayed", delay=2.0)
     assert api.lease(["test.delayed"]) == []
     leases = api.lease(["test.delayed"], wait=30)
     assert [lease["job"]["id"] for lease in leases] == [job["id"]]

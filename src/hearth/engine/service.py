@@ -1,14 +1,18 @@
 """The queue service: what the HTTP layer calls to run the job engine.
 
-It wraps the synchronous :class:`~hearth.store.port.Store`: every store call runs in a
-bounded thread pool (adapters may block), never on the event loop. Around each call it
+It wraps the synchronous :class:`~hearth.store.port.Store`. A store call runs in a
+bounded thread pool (adapters may block), except the short calls of a ``local`` store
+(SQLite, whose only writer is this process): those run on the event loop itself,
+because two thread switches cost more than the call (see :meth:`QueueService._short`).
+Long calls (listings, counts, purges) always go to the pool. Around each call it
 does what the store cannot: domain validation and blob checks before anything is
 stored, then — only after the store committed — wake-ups for waiting lease polls
 (:mod:`hearth.engine.waker`), the change feed for watchers (:mod:`hearth.engine.feed`)
 and metrics. The clock, randomness, id and token generators are injected.
 
 It must never hold a store thread while waiting (long polls wait on the loop), never
-acknowledge anything the store has not committed, and never contain SQL.
+acknowledge anything the store has not committed, never make a call on the loop that
+could wait on another process or scan without bound, and never contain SQL.
 """
 
 from __future__ import annotations
@@ -89,11 +93,25 @@ class QueueService:
         #: True when other coordinators share the store (changes arrive by NOTIFY).
         self.shared = False
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="hearth-store")
+        self._inline = store.local
         self._unsubscribe: Callable[[], None] | None = None
 
     async def _run(self, fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> _T:
+        """A store call on the thread pool."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+
+    async def _short(self, fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> _T:
+        """A short store call: one job, or one bounded batch, through indexes only.
+
+        On a ``local`` store it runs right here on the loop: the call takes tens of
+        microseconds per job and can only wait for this process's own writer
+        connection, while the hop to a thread and back (two wake-ups and two GIL
+        hand-overs) took longer than the call itself and was most of a submit's
+        latency. Elsewhere it goes to the pool like every other call."""
+        if self._inline:
+            return fn(*args, **kwargs)
+        return await self._run(fn, *args, **kwargs)
 
     # -- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
@@ -147,7 +165,7 @@ class QueueService:
                 checked.append(await self._checked_spec(spec))
             except HearthError as exc:
                 raise _in_item(index, exc) if batch else exc from None
-        results = await self._run(self.store.submit, checked, now=self.clock(),
+        results = await self._short(self.store.submit, checked, now=self.clock(),
                                   new_id=self._new_id)
         created = [r.job for r in results if r.created]
         if created:
@@ -157,7 +175,7 @@ class QueueService:
 
     # -- reading ---------------------------------------------------------------------
     async def get(self, job_id: str) -> Job:
-        return await self._run(self.store.get, job_id)
+        return await self._short(self.store.get, job_id)
 
     async def list_jobs(self, flt: JobFilter, *, limit: int = 100,
                         cursor: str | None = None) -> Page:
@@ -169,7 +187,7 @@ class QueueService:
                                namespace=namespace)
 
     async def last_event_seq(self) -> int:
-        return await self._run(self.store.last_event_seq)
+        return await self._short(self.store.last_event_seq)
 
     async def wait_for(self, job_id: str, timeout: float) -> Job:
         """The job once it is terminal, or as it is after ``timeout`` seconds."""
@@ -192,7 +210,7 @@ class QueueService:
         return await self._run(self.store.counts)
 
     async def ping(self) -> None:
-        await self._run(self.store.ping)
+        await self._short(self.store.ping)
 
     # -- leasing ---------------------------------------------------------------------
     def _lease_sync(self, worker: str, kinds: Sequence[str], limit: int,
@@ -203,7 +221,7 @@ class QueueService:
 
     async def _lease_once(self, worker: str, kinds: Sequence[str], limit: int,
                           namespaces: Sequence[str]) -> list[Job]:
-        jobs = await self._run(self._lease_sync, worker, kinds, limit, namespaces)
+        jobs = await self._short(self._lease_sync, worker, kinds, limit, namespaces)
         if jobs:
             self.metrics.leased(jobs)
             self.feed.poke(job.id for job in jobs)
@@ -236,7 +254,7 @@ class QueueService:
                 waiter.looked(len(jobs))
                 if jobs or loop.time() >= give_up:
                     return jobs
-                due = await self._run(self.store.next_wakeup, kinds=kinds, now=self.clock())
+                due = await self._short(self.store.next_wakeup, kinds=kinds, now=self.clock())
                 if due is not None:
                     waiter.rearm(due)
                 if watch is None and disconnected is not None:
@@ -256,7 +274,7 @@ class QueueService:
 
     async def heartbeat(self, items: Sequence[HeartbeatItem], *, worker: str
                         ) -> list[ItemResult]:
-        results = await self._run(self.store.heartbeat, items, worker=worker,
+        results = await self._short(self.store.heartbeat, items, worker=worker,
                                   now=self.clock())
         changed = [item.job_id for item, res in zip(items, results, strict=True)
                    if res.ok and item.progress is not None]
@@ -289,7 +307,7 @@ class QueueService:
             except HearthError as exc:
                 answers[index] = ItemResult(item.job_id, error=exc)
         if todo:
-            results = await self._run(self.store.finish, todo, worker=worker,
+            results = await self._short(self.store.finish, todo, worker=worker,
                                       now=self.clock(), rand=self._rand)
             for index, res in zip(where, results, strict=True):
                 answers[index] = res
@@ -303,19 +321,19 @@ class QueueService:
         return cast(list[ItemResult], answers)  # every index was filled above
 
     async def cancel(self, job_id: str) -> Job:
-        job = await self._run(self.store.cancel, job_id, now=self.clock())
+        job = await self._short(self.store.cancel, job_id, now=self.clock())
         self.feed.poke((job.id,))
         return job
 
     async def retry(self, job_id: str) -> Job:
-        job = await self._run(self.store.retry, job_id, now=self.clock())
+        job = await self._short(self.store.retry, job_id, now=self.clock())
         self.waker.notify_jobs((job,))
         self.feed.poke((job.id,))
         return job
 
     # -- controllers -----------------------------------------------------------------
     async def expire_leases(self, limit: int = 500) -> list[Job]:
-        jobs = await self._run(self.store.expire_leases, now=self.clock(), rand=self._rand,
+        jobs = await self._short(self.store.expire_leases, now=self.clock(), rand=self._rand,
                                limit=limit)
         self._leases_ended(jobs)
         return jobs
@@ -332,7 +350,7 @@ class QueueService:
             for job in jobs)
 
     async def next_lease_expiry(self) -> float | None:
-        return await self._run(self.store.next_lease_expiry)
+        return await self._short(self.store.next_lease_expiry)
 
     async def purge_finished(self, *, before: float, limit: int = 1000) -> int:
         return await self._run(self.store.purge_finished, before=before, limit=limit)
@@ -345,7 +363,7 @@ class QueueService:
         check_node_name(node.name)
         for kind in node.kinds:
             check_kind(kind)
-        registered, released = await self._run(self.store.register_node, node,
+        registered, released = await self._short(self.store.register_node, node,
                                                now=self.clock(), rand=self._rand)
         if released:
             log.warning("worker %s registered as a new process (session %s): the %d "

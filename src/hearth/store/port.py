@@ -293,6 +293,11 @@ class Store(Protocol):
     # -- notifications and lifecycle --------------------------------------------------
     #: "sqlite" or "postgres": shown by /healthz.
     backend: str
+    #: True for an embedded database whose only writer is this process (SQLite: one
+    #: coordinator per file). Its short calls (one job, or one bounded batch through
+    #: indexes) then never wait on another process and take microseconds per job, so
+    #: the engine may make them on its event loop. False for a database server.
+    local: bool
 
     def subscribe(self, callback: Callable[[set[str]], None]) -> Callable[[], None] | None:
         """Call ``callback(kinds)`` (from another thread) whenever jobs of ``kinds``

@@ -8,8 +8,9 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
-from hearth.store.sql.backend import Backend, backend_for, translate_errors
+from hearth.store.sql.backend import Backend, backend_for
 from hearth.store.sql.jobs import SqlStore
+from hearth.store.sql.tx import translate_errors
 
 __all__ = ["SqlStore", "migrate", "open_sql_store"]
 

@@ -1,129 +1,85 @@
 """The small differences between SQLite and PostgreSQL, kept in one place.
 
-Everything else in the SQL store is written once against SQLAlchemy Core. Here:
-how to connect, how a write transaction begins (SQLite: ``BEGIN IMMEDIATE`` on a
-single writer connection, so read-modify-write cycles never interleave; PostgreSQL:
-row locks with ``FOR UPDATE [SKIP LOCKED]``), label filters over JSON text, the
-NOTIFY that wakes other coordinator replicas, and driver errors translated into
-:mod:`hearth.errors`. Nothing above the store imports ``sqlite3`` or ``psycopg``.
+Everything else in the SQL store is written once against SQLAlchemy Core and run
+through :class:`hearth.store.sql.tx.Tx` on the driver's connection. Here: how to
+connect, how a write transaction begins (SQLite: ``BEGIN IMMEDIATE`` on the single
+writer connection, so read-modify-write cycles never interleave; PostgreSQL: row
+locks with ``FOR UPDATE [SKIP LOCKED]``), label filters over JSON text, one
+parameter for a list of ids, and the NOTIFY that wakes other coordinator replicas.
+SQLAlchemy engines remain for migrations (Alembic) and, on PostgreSQL, for the
+connection pool. Nothing above the store imports ``sqlite3`` or ``psycopg``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import operator
+import sqlite3
 import threading
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from sqlalchemy import Connection, Engine, create_engine, event, func, text
-from sqlalchemy import exc as sa_exc
+import orjson
+from sqlalchemy import (
+    Engine,
+    String,
+    bindparam,
+    create_engine,
+    event,
+    func,
+    literal_column,
+    select,
+    text,
+)
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.sql.elements import ClauseElement, ColumnElement
+from sqlalchemy.sql.elements import ColumnElement
 
-from hearth.errors import Conflict, HearthError, Unavailable, ValidationError
+from hearth.errors import ValidationError
 from hearth.store.sql.schema import jobs
+from hearth.store.sql.tx import Compiler, Tx, translate_errors
 
 log = logging.getLogger("hearth.store")
 NOTIFY_CHANNEL = "hearth_jobs"
 
-
-@contextlib.contextmanager
-def translate_errors() -> Iterator[None]:
-    """Turn driver errors into Hearth errors at the adapter boundary."""
-    try:
-        yield
-    except HearthError:
-        raise
-    except sa_exc.IntegrityError as exc:
-        raise Conflict(f"the database refused the change: {exc.orig}") from exc
-    except sa_exc.DataError as exc:
-        # A value the database cannot hold, e.g. text with a NUL character on
-        # PostgreSQL (SQLite keeps it): bad input, not a fault of the coordinator.
-        cause = exc.orig or exc
-        first = (str(cause).strip().splitlines() or [""])[0][:200]
-        raise ValidationError(f"the database cannot store a value of this request: "
-                              f"{first}") from exc
-    except OverflowError as exc:
-        # SQLite's driver refuses integers beyond 64 bits before the database sees them.
-        raise ValidationError("a number in this request is too large for the database "
-                              "(at most 2**63 - 1)") from exc
-    except sa_exc.TimeoutError as exc:
-        raise Unavailable("no database connection was free in time; try again") from exc
-    except (sa_exc.OperationalError, sa_exc.InterfaceError) as exc:
-        cause = exc.orig or exc
-        first = (str(cause).strip().splitlines() or [""])[0][:200]
-        raise Unavailable(
-            f"the database is unavailable ({type(cause).__name__}: {first}); try again"
-        ) from exc
-    except sa_exc.DBAPIError as exc:
-        if exc.connection_invalidated:
-            raise Unavailable("the database connection was lost; try again") from exc
-        raise
+_NOTIFY = text("SELECT pg_notify(:channel, :payload)")
+_EVENTS_LOCK = text("SELECT pg_advisory_xact_lock(7843002)")
 
 
 class Backend:
     name: str
+    #: For migrations (Alembic); PostgreSQL also draws its pooled connections from it.
     write_engine: Engine
-    read_engine: Engine
-    #: id(statement) -> (sql text, positional parameter order, statement kept alive)
-    _compiled: dict[int, tuple[str, Callable[[Any], Any] | None, ClauseElement]]
+    compiler: Compiler
 
-    def __init__(self) -> None:
-        self._compiled = {}
+    def write(self) -> contextlib.AbstractContextManager[Tx]:
+        """A write transaction: committed when the block ends, rolled back if it
+        raises; driver errors come out as :mod:`hearth.errors`."""
+        raise NotImplementedError
 
-    @contextlib.contextmanager
-    def write(self) -> Iterator[Connection]:
-        with translate_errors(), self.write_engine.begin() as conn:
-            yield conn
-
-    @contextlib.contextmanager
-    def read(self) -> Iterator[Connection]:
-        with translate_errors(), self.read_engine.connect() as conn:
-            yield conn
-            conn.rollback()
+    def read(self) -> contextlib.AbstractContextManager[Tx]:
+        """A consistent read snapshot (several statements see one state)."""
+        raise NotImplementedError
 
     def label_equals(self, key: str, value: str) -> ColumnElement[bool]:
         raise NotImplementedError
 
-    def executemany(self, conn: Connection, stmt: ClauseElement,
-                    rows: Sequence[Mapping[str, Any]]) -> None:
-        """Run a Core statement once per row, compiled once per process.
+    def id_in(self, column: ColumnElement[Any], name: str) -> ColumnElement[bool]:
+        """``column IN <the list bound as name>``, one bound parameter whatever the
+        list's length, so the statement compiles once (see :meth:`id_list`)."""
+        raise NotImplementedError
 
-        The hot path (leasing and finishing hundreds of jobs per transaction) spends
-        most of its time in SQLAlchemy's per-row parameter processing; the columns
-        here are plain numbers, strings and bytes that the driver takes as they are,
-        so the statement is compiled once and handed to the driver's executemany.
-        """
-        if not rows:
-            return
-        compiled = self._compiled.get(id(stmt))
-        if compiled is None:
-            built: Any = stmt.compile(dialect=self.write_engine.dialect)  # SQLCompiler
-            names = tuple(built.positiontup or ())
-            order: Callable[[Any], Any] | None = None
-            if built.positional and len(names) > 1:
-                order = operator.itemgetter(*names)
-            elif built.positional and names:
-                order = lambda row, name=names[0]: (row[name],)  # noqa: E731
-            compiled = (str(built), order, stmt)
-            self._compiled[id(stmt)] = compiled
-        sql, order, _ = compiled
-        if order is not None:
-            params: Any = list(map(order, rows))
-        else:
-            params = list(rows)
-        conn.exec_driver_sql(sql, params)
+    def id_list(self, values: Sequence[str]) -> Any:
+        """The bound value of an :meth:`id_in` parameter."""
+        raise NotImplementedError
 
-    def order_events(self, conn: Connection) -> None:
+    def order_events(self, tx: Tx) -> None:
         """Make event ``seq`` order equal commit order until this transaction ends.
         SQLite needs nothing: its single writer commits in ``seq`` order already."""
 
-    def notify(self, conn: Connection, kinds: set[str]) -> None:
+    def notify(self, tx: Tx, kinds: set[str]) -> None:
         """Tell other processes sharing the database that jobs changed (no-op here)."""
 
     def subscribe(self, callback: Callable[[set[str]], None]) -> Callable[[], None] | None:
@@ -131,12 +87,10 @@ class Backend:
 
     def dispose(self) -> None:
         self.write_engine.dispose()
-        if self.read_engine is not self.write_engine:
-            self.read_engine.dispose()
 
 
 class SqliteBackend(Backend):
-    """One writer connection (``BEGIN IMMEDIATE``), several WAL readers.
+    """One writer connection (``BEGIN IMMEDIATE``) behind a lock, and WAL readers.
 
     ``synchronous=NORMAL`` in WAL mode (the default here) keeps every committed
     transaction across process crashes (``kill -9``); add ``?synchronous=full`` to
@@ -144,59 +98,170 @@ class SqliteBackend(Backend):
     """
 
     name = "sqlite"
+    #: Idle reader connections kept open (more are opened when needed, then closed).
+    READERS = 8
 
     def __init__(self, path: Path, synchronous: str = "normal") -> None:
-        super().__init__()
         if synchronous not in ("normal", "full"):
             raise ValidationError("sqlite synchronous must be 'normal' or 'full'")
         path.parent.mkdir(parents=True, exist_ok=True)
-        url = f"sqlite+pysqlite:///{path}"
-        args = {"check_same_thread": False, "timeout": 30}
-        self.write_engine = create_engine(url, connect_args=args, pool_size=1,
-                                          max_overflow=0, pool_timeout=60)
-        self.read_engine = create_engine(url, connect_args=args, pool_size=4,
-                                         max_overflow=4, pool_timeout=60)
-        for engine, begin in ((self.write_engine, "BEGIN IMMEDIATE"), (self.read_engine, "BEGIN")):
-            self._configure(engine, begin, synchronous)
+        self.path = path
+        self.synchronous = synchronous.upper()
+        self.write_engine = create_engine(
+            f"sqlite+pysqlite:///{path}", pool_size=1, max_overflow=0, pool_timeout=60,
+            connect_args={"check_same_thread": False, "timeout": 30})
 
-    @staticmethod
-    def _configure(engine: Engine, begin: str, synchronous: str) -> None:
-        @event.listens_for(engine, "connect")
+        @event.listens_for(self.write_engine, "connect")
         def _connect(dbapi_conn: Any, _record: Any) -> None:
-            dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute(f"PRAGMA synchronous={synchronous.upper()}")
-            cur.execute("PRAGMA busy_timeout=30000")
-            cur.execute("PRAGMA foreign_keys=OFF")
-            cur.execute("PRAGMA cache_size=-65536")
-            cur.close()
+            self._configure(dbapi_conn)
 
-        @event.listens_for(engine, "begin")
-        def _begin(conn: Connection) -> None:
-            conn.exec_driver_sql(begin)
+        self.compiler = Compiler(self.write_engine.dialect)
+        self._writer: sqlite3.Connection | None = None
+        self._write_lock = threading.Lock()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+        self._closed = False
+
+    def _configure(self, conn: Any) -> None:
+        conn.isolation_level = None  # we issue BEGIN ourselves
+        cur = conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute(f"PRAGMA synchronous={self.synchronous}")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute("PRAGMA foreign_keys=OFF")
+        cur.execute("PRAGMA cache_size=-65536")
+        cur.close()
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._closed:
+            raise ValidationError("this store is closed")
+        conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False,
+                               isolation_level=None)
+        self._configure(conn)
+        return conn
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[Tx]:
+        with translate_errors(), self._write_lock:
+            if self._writer is None:
+                self._writer = self._connect()
+            yield from self._transaction(self._writer, "BEGIN IMMEDIATE")
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[Tx]:
+        with translate_errors():
+            with self._readers_lock:
+                conn = self._readers.pop() if self._readers else None
+            if conn is None:
+                conn = self._connect()
+            try:
+                yield from self._transaction(conn, "BEGIN")
+            except BaseException:
+                conn.close()
+                raise
+            with self._readers_lock:
+                if len(self._readers) < self.READERS and not self._closed:
+                    self._readers.append(conn)
+                    conn = None
+            if conn is not None:
+                conn.close()
+
+    def _transaction(self, conn: sqlite3.Connection, begin: str) -> Iterator[Tx]:
+        tx = Tx(self.compiler, conn)
+        conn.execute(begin)
+        try:
+            yield tx
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        finally:
+            tx.close()
+        try:
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
 
     def label_equals(self, key: str, value: str) -> ColumnElement[bool]:
         path = '$."' + key.replace('"', "") + '"'
         return func.json_extract(jobs.c.labels, path) == value
 
+    def id_in(self, column: ColumnElement[Any], name: str) -> ColumnElement[bool]:
+        # The list travels as one JSON array; the planner still looks each id up in
+        # the column's index.
+        values: Any = select(literal_column("value")).select_from(
+            func.json_each(bindparam(name)).table_valued("value"))
+        return column.in_(values)
+
+    def id_list(self, values: Sequence[str]) -> Any:
+        return orjson.dumps(list(values)).decode()
+
+    def dispose(self) -> None:
+        with self._write_lock, self._readers_lock:
+            self._closed = True
+            for conn in [*self._readers, *([self._writer] if self._writer else [])]:
+                conn.close()
+            self._readers.clear()
+            self._writer = None
+        super().dispose()
+
 
 class PostgresBackend(Backend):
-    """A pooled psycopg 3 engine; NOTIFY wakes the other coordinator replicas."""
+    """Pooled psycopg 3 connections (SQLAlchemy's pool, which pings a connection
+    before handing it out, so a restarted server costs no request); NOTIFY wakes the
+    other coordinator replicas."""
 
     name = "postgres"
 
     def __init__(self, url: str) -> None:
-        super().__init__()
         self.dsn = url
         sa_url = "postgresql+psycopg://" + url.split("://", 1)[1]
         self.write_engine = create_engine(sa_url, pool_size=10, max_overflow=10,
                                           pool_pre_ping=True, pool_timeout=30)
-        self.read_engine = self.write_engine
+        self.compiler = Compiler(self.write_engine.dialect)
+        for stmt in (_NOTIFY, _EVENTS_LOCK):
+            self.compiler.prepare(stmt)
         self._listeners: list[_Listener] = []
         #: Tags this process's notifications so its own listener can skip them: the
         #: engine already woke its local waiters when it committed.
         self.sender = uuid.uuid4().hex[:12]
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[Tx]:
+        with translate_errors():
+            yield from self._transaction()
+
+    # Reads take the same pooled connections; a transaction gives them one snapshot.
+    read = write
+
+    def _transaction(self) -> Iterator[Tx]:
+        pooled = self.write_engine.raw_connection()
+        conn: Any = pooled.driver_connection
+        tx = Tx(self.compiler, conn)
+        try:
+            try:
+                yield tx
+            finally:
+                tx.close()
+            conn.commit()
+        except BaseException as exc:
+            self._abandon(pooled, conn, exc)
+            raise
+        finally:
+            pooled.close()  # back to the pool
+
+    def _abandon(self, pooled: Any, conn: Any, exc: BaseException) -> None:
+        """Roll back; a connection the server dropped is thrown away, not pooled."""
+        dialect: Any = self.write_engine.dialect
+        if isinstance(exc, dialect.loaded_dbapi.Error) and dialect.is_disconnect(exc, conn, None):
+            pooled.invalidate(exc)
+            return
+        try:
+            conn.rollback()
+        except Exception as rollback_failed:  # the connection is gone as well
+            pooled.invalidate(rollback_failed)
 
     def label_equals(self, key: str, value: str) -> ColumnElement[bool]:
         from sqlalchemy import cast
@@ -204,17 +269,22 @@ class PostgresBackend(Backend):
         clause: ColumnElement[bool] = cast(jobs.c.labels, postgresql.JSONB)[key].astext == value
         return clause
 
-    def order_events(self, conn: Connection) -> None:
+    def id_in(self, column: ColumnElement[Any], name: str) -> ColumnElement[bool]:
+        return column == func.any(bindparam(name, type_=postgresql.ARRAY(String)))
+
+    def id_list(self, values: Sequence[str]) -> Any:
+        return list(values)
+
+    def order_events(self, tx: Tx) -> None:
         # Concurrent transactions draw seq values in one order and may commit in
         # another: a reader at seq N would never see an N-1 committed later. Appends
         # are serialised by a transaction-level advisory lock held to commit; callers
         # take it last, so no one waits on anything while holding it.
-        conn.execute(text("SELECT pg_advisory_xact_lock(7843002)"))
+        tx.execute(_EVENTS_LOCK)
 
-    def notify(self, conn: Connection, kinds: set[str]) -> None:
+    def notify(self, tx: Tx, kinds: set[str]) -> None:
         payload = f"{self.sender}|{','.join(sorted(kinds))}"[:7000]
-        conn.execute(text("SELECT pg_notify(:channel, :payload)"),
-                     {"channel": NOTIFY_CHANNEL, "payload": payload})
+        tx.execute(_NOTIFY, {"channel": NOTIFY_CHANNEL, "payload": payload})
 
     def subscribe(self, callback: Callable[[set[str]], None]) -> Callable[[], None] | None:
         listener = _Listener(self.dsn, callback, self.sender)

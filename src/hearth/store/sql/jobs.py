@@ -14,7 +14,6 @@ from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import (
-    Connection,
     Double,
     Insert,
     Table,
@@ -31,7 +30,7 @@ from sqlalchemy import (
 )
 
 from hearth.domain import transitions as tr
-from hearth.domain.jobs import ErrorInfo, Event, Job, JobSpec, JobState, Result
+from hearth.domain.jobs import LEASABLE_STATES, ErrorInfo, Event, Job, JobSpec, JobState, Result
 from hearth.errors import Conflict, Forbidden, HearthError, NotFound, ValidationError
 from hearth.store.port import (
     FinishItem,
@@ -47,8 +46,11 @@ from hearth.store.sql import codec
 from hearth.store.sql.backend import Backend
 from hearth.store.sql.schema import job_blobs, job_events, jobs, nodes
 from hearth.store.sql.security import SqlSecurity
+from hearth.store.sql.tx import Tx
 
 _Item = HeartbeatItem | FinishItem
+#: A job as loaded, as a transition left it, and the event to append.
+Change = tuple[Job, Job, Event | None]
 _LEASABLE = (JobState.QUEUED.value, JobState.FAILED.value)
 _TERMINAL = (JobState.SUCCEEDED.value, JobState.DEAD.value, JobState.CANCELLED.value)
 # State predicates are SQL literals, never bound parameters: only a literal lets the
@@ -60,7 +62,7 @@ _IS_LEASED = text("jobs.state = 'leased'")
 # SQLite's documented unary "+" keeps ix_jobs_due out of the choice; on PostgreSQL it
 # is a no-op.
 _RUN_AT_UNINDEXED = literal_column("+jobs.run_at", Double)
-_JOB_COLUMNS = [c for c in jobs.c if c.name != "seq"]
+_JOB_COLUMNS = [jobs.c[name] for name in codec.JOB_COLUMNS]
 
 # Leasing one kind, built once (SQLAlchemy then reuses its compiled form without
 # computing a new cache key for every call); the namespace filter is its own variant.
@@ -76,13 +78,37 @@ _LEASE_KIND_IN = _LEASE_KIND.where(jobs.c.namespace.in_(bindparam("namespaces",
                                                                    expanding=True)))
 _TOUCH_NODE = update(nodes).where(nodes.c.name == bindparam("node")).values(
     last_seen=bindparam("seen"))
-
-# Hot statements, built once: the backend compiles each once per process.
-_UPDATE_JOB = (
-    update(jobs)
-    .where(jobs.c.id == bindparam("_id"))
-    .values({name: bindparam(name) for name in codec.MUTABLE_COLUMNS})
+#: Positions in a leasing row (``seq`` first, then :data:`codec.JOB_COLUMNS`).
+_PRIORITY = 1 + codec.JOB_COLUMNS.index("priority")
+_RUN_AT = 1 + codec.JOB_COLUMNS.index("run_at")
+_EXPIRED = (
+    select(*_JOB_COLUMNS)
+    .where(_IS_LEASED, jobs.c.lease_expires_at <= bindparam("now", type_=Double))
+    .order_by(jobs.c.lease_expires_at)
+    .limit(bindparam("limit"))
+    .with_for_update(skip_locked=True)
 )
+# One kind at a time: the MIN then reads the first entry of ix_jobs_due for it.
+_NEXT_WAKEUP = select(func.min(jobs.c.run_at)).where(
+    jobs.c.kind == bindparam("kind"), _IS_LEASABLE, jobs.c.run_at > bindparam("now", type_=Double))
+_NEXT_EXPIRY = select(func.min(jobs.c.lease_expires_at)).where(_IS_LEASED)
+_IN_FLIGHT = select(jobs.c.worker, func.count()).where(_IS_LEASED).group_by(jobs.c.worker)
+_LAST_SEQ = select(func.max(job_events.c.seq))
+_PING: Any = select(literal_column("1"))
+
+#: ``UPDATE jobs SET <these columns> WHERE id = :_id``, one statement per column set,
+#: built once: the backend then compiles each once per process.
+_UPDATES: dict[tuple[str, ...], Any] = {}
+
+
+def _update_of(columns: tuple[str, ...]) -> Any:
+    stmt = _UPDATES.get(columns)
+    if stmt is None:
+        stmt = (update(jobs).where(jobs.c.id == bindparam("_id"))
+                .values({name: bindparam(name) for name in columns if name != "_id"}))
+        _UPDATES[columns] = stmt  # a few dozen column sets at most: one per transition
+    return stmt
+
 
 
 def _insert_all(table: Table) -> Insert:
@@ -101,58 +127,76 @@ class SqlStore(SqlSecurity):
     def __init__(self, backend: Backend) -> None:
         self._b = backend
         self.backend = backend.name
+        self.local = backend.name == "sqlite"
+        # Loading jobs by id, built once per store (the id list is one parameter);
+        # locked rows are taken in id order, so two batches never deadlock.
+        by_ids = (select(*_JOB_COLUMNS).where(backend.id_in(jobs.c.id, "ids"))
+                  .order_by(jobs.c.id))
+        self._by_ids = {False: by_ids, True: by_ids.with_for_update()}
+        for stmt in (*self._by_ids.values(), _LEASE_KIND, _TOUCH_NODE, _INSERT_JOB,
+                     _INSERT_EVENT, _INSERT_BLOB, _NEXT_WAKEUP, _NEXT_EXPIRY, _IN_FLIGHT,
+                     _LAST_SEQ, _EXPIRED, _PING):
+            backend.compiler.prepare(stmt)
 
     # -- shared writes -------------------------------------------------------------------
-    def _save(self, conn: Connection, changed: Sequence[tuple[Job, Event | None]]) -> None:
-        """Write changed jobs, then append their events: always the transaction's last
-        statements (see :meth:`_append_events`)."""
+    def _save(self, tx: Tx, changed: Sequence[Change]) -> None:
+        """Write changed jobs (only the columns that changed), then append their
+        events: always the transaction's last statements (see :meth:`_append_events`)."""
         if not changed:
             return
-        self._b.executemany(conn, _UPDATE_JOB, [codec.job_update_row(job) for job, _ in changed])
+        # A job changed twice in one batch is written once, from its first old value
+        # to its last new one, so grouping by column set cannot reorder its writes.
+        spans: dict[str, tuple[Job, Job]] = {}
+        for old, new, _ in changed:
+            first = spans.get(new.id)
+            spans[new.id] = (old if first is None else first[0], new)
+        by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for old, new in spans.values():
+            row = codec.job_changes(old, new)
+            if len(row) > 1:
+                by_columns.setdefault(tuple(row), []).append(row)
+        for columns, rows in by_columns.items():
+            tx.executemany(_update_of(columns), rows)
         blob_rows = [
             {"job_id": job.id, "digest": digest}
-            for job, _ in changed
+            for _, job, _ in changed
             if job.result is not None
             for digest in {b.digest for b in job.result.blobs}
         ]
         if blob_rows:
-            self._insert_blob_refs(conn, blob_rows)
-        leasable = {job.kind for job, _ in changed if job.state.value in _LEASABLE}
+            self._insert_blob_refs(tx, blob_rows)
+        leasable = {job.kind for _, job, _ in changed if job.state in LEASABLE_STATES}
         if leasable:  # other coordinators only need waking for work they can lease
-            self._b.notify(conn, leasable)
-        self._append_events(conn, [ev for _, ev in changed if ev is not None])
+            self._b.notify(tx, leasable)
+        self._append_events(tx, [ev for _, _, ev in changed if ev is not None])
 
-    def _append_events(self, conn: Connection, events: Sequence[Event]) -> None:
+    def _append_events(self, tx: Tx, events: Sequence[Event]) -> None:
         """Append history so that ``seq`` order is commit order (watchers follow the
         feed with ``after=<last seq>`` and must never skip an event). The backend
         serialises appends until commit; nothing may be waited on after this."""
         if events:
-            self._b.order_events(conn)
-            self._b.executemany(conn, _INSERT_EVENT, [codec.event_to_row(e) for e in events])
+            self._b.order_events(tx)
+            tx.executemany(_INSERT_EVENT, [codec.event_to_row(e) for e in events])
 
-    def _insert_blob_refs(self, conn: Connection, rows: list[dict[str, str]]) -> None:
+    def _insert_blob_refs(self, tx: Tx, rows: list[dict[str, str]]) -> None:
         existing = {
-            (r.job_id, r.digest)
-            for r in conn.execute(
+            (job_id, digest)
+            for job_id, digest in tx.rows(
                 select(job_blobs.c.job_id, job_blobs.c.digest).where(
-                    job_blobs.c.job_id.in_({r["job_id"] for r in rows}))
-            )
+                    job_blobs.c.job_id.in_(sorted({r["job_id"] for r in rows}))))
         }
         fresh = [r for r in rows if (r["job_id"], r["digest"]) not in existing]
-        if fresh:
-            self._b.executemany(conn, _INSERT_BLOB, fresh)
+        tx.executemany(_INSERT_BLOB, fresh)
 
-    def _load(self, conn: Connection, ids: Iterable[str], *, lock: bool) -> dict[str, Job]:
+    def _load(self, tx: Tx, ids: Iterable[str], *, lock: bool) -> dict[str, Job]:
         wanted = sorted(set(ids))
         if not wanted:
             return {}
-        query = select(*_JOB_COLUMNS).where(jobs.c.id.in_(wanted)).order_by(jobs.c.id)
-        if lock:
-            query = query.with_for_update()
-        return {row.id: codec.job_from_row(row._mapping) for row in conn.execute(query)}
+        rows = tx.rows(self._by_ids[lock], {"ids": self._b.id_list(wanted)})
+        return {row[0]: codec.job_from_values(row) for row in rows}
 
-    def _load_one(self, conn: Connection, job_id: str, *, lock: bool) -> Job:
-        found = self._load(conn, [job_id], lock=lock).get(job_id)
+    def _load_one(self, tx: Tx, job_id: str, *, lock: bool) -> Job:
+        found = self._load(tx, [job_id], lock=lock).get(job_id)
         if found is None:
             raise NotFound(f"job {job_id} does not exist (it may have been purged by retention)")
         return found
@@ -172,15 +216,15 @@ class SqlStore(SqlSecurity):
 
     def _submit(self, specs: Sequence[JobSpec], now: float,
                 new_id: Callable[[], str]) -> list[Submitted]:
-        with self._b.write() as conn:
+        with self._b.write() as tx:
             keyed = {(s.namespace, s.idempotency_key) for s in specs if s.idempotency_key}
             existing: dict[tuple[str, str], Job] = {}
             if keyed:
                 clauses = [and_(jobs.c.namespace == ns, jobs.c.idempotency_key == key)
                            for ns, key in keyed]
-                for row in conn.execute(select(*_JOB_COLUMNS).where(or_(*clauses))):
-                    existing[(row.namespace, row.idempotency_key)] = codec.job_from_row(
-                        row._mapping)
+                for row in tx.rows(select(*_JOB_COLUMNS).where(or_(*clauses))):
+                    found = codec.job_from_values(row)
+                    existing[(found.namespace, found.idempotency_key or "")] = found
             out: list[Submitted] = []
             created: list[tuple[Job, Event]] = []
             for spec in specs:
@@ -194,17 +238,17 @@ class SqlStore(SqlSecurity):
                 if key is not None:
                     existing[key] = job
             if created:
-                self._b.executemany(conn, _INSERT_JOB, [codec.job_to_row(j) for j, _ in created])
+                tx.executemany(_INSERT_JOB, [codec.job_to_row(j) for j, _ in created])
                 refs = [{"job_id": j.id, "digest": d} for j, _ in created
                         for d in {b.digest for b in j.input_blobs}]
-                self._b.executemany(conn, _INSERT_BLOB, refs)
-                self._b.notify(conn, {j.kind for j, _ in created})
-                self._append_events(conn, [e for _, e in created])
+                tx.executemany(_INSERT_BLOB, refs)
+                self._b.notify(tx, {j.kind for j, _ in created})
+                self._append_events(tx, [e for _, e in created])
             return out
 
     def get(self, job_id: str) -> Job:
-        with self._b.read() as conn:
-            return self._load_one(conn, job_id, lock=False)
+        with self._b.read() as tx:
+            return self._load_one(tx, job_id, lock=False)
 
     def list_jobs(self, flt: JobFilter, *, limit: int = 100, cursor: str | None = None) -> Page:
         if not 1 <= limit <= 1000:
@@ -227,12 +271,12 @@ class SqlStore(SqlSecurity):
             query = query.where(jobs.c.parent == flt.parent)
         for key, value in flt.labels:
             query = query.where(self._b.label_equals(key, value))
-        with self._b.read() as conn:
-            rows = list(conn.execute(query))
+        with self._b.read() as tx:
+            rows = tx.rows(query)
         more = len(rows) > limit
         rows = rows[:limit]
-        found = [codec.job_from_row(r._mapping) for r in rows]
-        return Page(found, f"c{rows[-1].seq}" if more and rows else None)
+        found = [codec.job_from_values(r[1:]) for r in rows]
+        return Page(found, f"c{rows[-1][0]}" if more and rows else None)
 
     def events(self, *, job_id: str | None = None, after: int = 0, limit: int = 1000,
                namespace: str | None = None) -> list[Event]:
@@ -242,49 +286,48 @@ class SqlStore(SqlSecurity):
         if namespace is not None:
             query = query.where(job_events.c.namespace == namespace)
         query = query.order_by(job_events.c.seq).limit(limit)
-        with self._b.read() as conn:
-            rows = list(conn.execute(query))
+        with self._b.read() as tx:
+            rows = tx.mappings(query)
             if job_id is not None and not rows:
-                self._load_one(conn, job_id, lock=False)  # NotFound once purged
-        return [codec.event_from_row(r._mapping) for r in rows]
+                self._load_one(tx, job_id, lock=False)  # NotFound once purged
+        return [codec.event_from_row(r) for r in rows]
 
     def last_event_seq(self) -> int:
-        with self._b.read() as conn:
-            return int(conn.execute(select(func.max(job_events.c.seq))).scalar() or 0)
+        with self._b.read() as tx:
+            return int(tx.scalar(_LAST_SEQ) or 0)
 
     # -- leasing and outcomes ------------------------------------------------------------
     def lease(self, *, worker: str, kinds: Sequence[str], limit: int, now: float,
               new_token: Callable[[], str], namespaces: Sequence[str] = ()) -> list[Job]:
         if limit < 1 or not kinds:
             return []
-        with self._b.write() as conn:
+        with self._b.write() as tx:
             candidates: list[Any] = []
             query = _LEASE_KIND_IN if namespaces else _LEASE_KIND
             params: dict[str, Any] = {"now": now, "limit": limit}
             if namespaces:
                 params["namespaces"] = list(namespaces)
             for kind in sorted(set(kinds)):
-                candidates.extend(conn.execute(query, {**params, "kind": kind}))
+                candidates.extend(tx.rows(query, {**params, "kind": kind}))
             if len(kinds) > 1:
-                candidates.sort(key=lambda r: (-r.priority, r.run_at, r.seq))
-            changed = [
-                tr.lease(codec.job_from_row(r._mapping), worker=worker, token=new_token(),
-                         now=now)
-                for r in candidates[:limit]
-            ]
-            self._touch(conn, worker, now)
-            self._save(conn, changed)
-            return [job for job, _ in changed]
+                candidates.sort(key=lambda r: (-r[_PRIORITY], r[_RUN_AT], r[0]))
+            changed = []
+            for r in candidates[:limit]:
+                old = codec.job_from_values(r[1:])
+                changed.append((old, *tr.lease(old, worker=worker, token=new_token(), now=now)))
+            self._touch(tx, worker, now)
+            self._save(tx, changed)
+            return [job for _, job, _ in changed]
 
     def _per_item(self, items: Sequence[_Item], *, worker: str, now: float,
                   step: Callable[[Job, Any], tuple[Job, Event | None]],
                   touch: bool = False) -> list[ItemResult]:
         """One transaction applying ``step`` to each item's job; an item that fails
         (not found, stale, foreign) is answered alone and changes nothing."""
-        with self._b.write() as conn:
-            current = self._load(conn, (i.job_id for i in items), lock=True)
+        with self._b.write() as tx:
+            current = self._load(tx, (i.job_id for i in items), lock=True)
             results: list[ItemResult] = []
-            changed: list[tuple[Job, Event | None]] = []
+            changed: list[Change] = []
             for item in items:
                 try:
                     job = self._own(current, item.job_id, item.token, worker, now)
@@ -293,11 +336,11 @@ class SqlStore(SqlSecurity):
                     results.append(ItemResult(item.job_id, error=exc))
                     continue
                 current[item.job_id] = new
-                changed.append((new, ev))
+                changed.append((job, new, ev))
                 results.append(ItemResult(item.job_id, job=new))
             if touch:
-                self._touch(conn, worker, now)
-            self._save(conn, changed)
+                self._touch(tx, worker, now)
+            self._save(tx, changed)
             return results
 
     def heartbeat(self, items: Sequence[HeartbeatItem], *, worker: str,
@@ -340,125 +383,124 @@ class SqlStore(SqlSecurity):
 
     def expire_leases(self, *, now: float, rand: Callable[[], float],
                       limit: int = 500) -> list[Job]:
-        with self._b.write() as conn:
-            query = (
-                select(*_JOB_COLUMNS)
-                .where(_IS_LEASED, jobs.c.lease_expires_at <= now)
-                .order_by(jobs.c.lease_expires_at)
-                .limit(limit)
-                .with_for_update(skip_locked=True)
-            )
-            changed = [tr.expire(codec.job_from_row(r._mapping), now=now, rand=rand())
-                       for r in conn.execute(query)]
-            self._save(conn, changed)
-            return [job for job, _ in changed]
+        with self._b.write() as tx:
+            changed = []
+            for r in tx.rows(_EXPIRED, {"now": now, "limit": limit}):
+                old = codec.job_from_values(r)
+                changed.append((old, *tr.expire(old, now=now, rand=rand())))
+            self._save(tx, changed)
+            return [job for _, job, _ in changed]
 
     def cancel(self, job_id: str, *, now: float) -> Job:
-        with self._b.write() as conn:
-            new, ev = tr.cancel(self._load_one(conn, job_id, lock=True), now=now)
-            self._save(conn, [(new, ev)])
+        with self._b.write() as tx:
+            old = self._load_one(tx, job_id, lock=True)
+            new, ev = tr.cancel(old, now=now)
+            self._save(tx, [(old, new, ev)])
             return new
 
     def retry(self, job_id: str, *, now: float) -> Job:
-        with self._b.write() as conn:
-            new, ev = tr.retry(self._load_one(conn, job_id, lock=True), now=now)
-            self._save(conn, [(new, ev)])
+        with self._b.write() as tx:
+            old = self._load_one(tx, job_id, lock=True)
+            new, ev = tr.retry(old, now=now)
+            self._save(tx, [(old, new, ev)])
             return new
 
     def next_wakeup(self, *, kinds: Sequence[str], now: float) -> float | None:
         if not kinds:
             return None
-        query = select(func.min(jobs.c.run_at)).where(
-            jobs.c.kind.in_(list(kinds)), _IS_LEASABLE, jobs.c.run_at > now)
-        with self._b.read() as conn:
-            value = conn.execute(query).scalar()
-        return None if value is None else float(value)
+        soonest = None
+        with self._b.read() as tx:
+            for kind in sorted(set(kinds)):
+                value = tx.scalar(_NEXT_WAKEUP, {"kind": kind, "now": now})
+                if value is not None and (soonest is None or value < soonest):
+                    soonest = float(value)
+        return soonest
 
     def next_lease_expiry(self) -> float | None:
-        query = select(func.min(jobs.c.lease_expires_at)).where(_IS_LEASED)
-        with self._b.read() as conn:
-            value = conn.execute(query).scalar()
+        with self._b.read() as tx:
+            value = tx.scalar(_NEXT_EXPIRY)
         return None if value is None else float(value)
 
     def counts(self) -> list[QueueCount]:
         query = select(jobs.c.namespace, jobs.c.kind, jobs.c.state, func.count()).group_by(
             jobs.c.namespace, jobs.c.kind, jobs.c.state)
-        with self._b.read() as conn:
+        with self._b.read() as tx:
             return [QueueCount(ns, kind, JobState(state), int(n))
-                    for ns, kind, state, n in conn.execute(query)]
+                    for ns, kind, state, n in tx.rows(query)]
 
     def purge_finished(self, *, before: float, limit: int = 1000) -> int:
-        with self._b.write() as conn:
-            ids = [r.id for r in conn.execute(
+        with self._b.write() as tx:
+            ids = [r[0] for r in tx.rows(
                 select(jobs.c.id).where(jobs.c.finished_at < before,
                                         jobs.c.state.in_(_TERMINAL))
                 .order_by(jobs.c.finished_at).limit(limit))]
             if not ids:
                 return 0
-            conn.execute(delete(job_events).where(job_events.c.job_id.in_(ids)))
-            conn.execute(delete(job_blobs).where(job_blobs.c.job_id.in_(ids)))
-            conn.execute(delete(jobs).where(jobs.c.id.in_(ids)))
+            tx.execute(delete(job_events).where(job_events.c.job_id.in_(ids)))
+            tx.execute(delete(job_blobs).where(job_blobs.c.job_id.in_(ids)))
+            tx.execute(delete(jobs).where(jobs.c.id.in_(ids)))
             return len(ids)
 
     def referenced_digests(self, digests: Iterable[str]) -> set[str]:
         wanted = sorted(set(digests))
         found: set[str] = set()
-        with self._b.read() as conn:
+        with self._b.read() as tx:
             for start in range(0, len(wanted), 500):
                 chunk = wanted[start:start + 500]
-                found.update(r.digest for r in conn.execute(
+                found.update(r[0] for r in tx.rows(
                     select(job_blobs.c.digest).where(job_blobs.c.digest.in_(chunk)).distinct()))
         return found
 
     # -- nodes ---------------------------------------------------------------------------
     def register_node(self, node: Node, *, now: float, rand: Callable[[], float]
                       ) -> tuple[Node, list[Job]]:
-        with self._b.write() as conn:
-            row = conn.execute(select(nodes).where(nodes.c.name == node.name)
-                               .with_for_update()).first()
-            registered = row.registered_at if row is not None else now
+        with self._b.write() as tx:
+            found = tx.mappings(select(nodes).where(nodes.c.name == node.name)
+                                .with_for_update())
+            row = found[0] if found else None
+            registered = row["registered_at"] if row is not None else now
             values = codec.node_to_row(node) | {"registered_at": registered, "last_seen": now}
-            released: list[tuple[Job, Event | None]] = []
+            released: list[Change] = []
             if row is None:
-                conn.execute(insert(nodes), values)
+                tx.execute(insert(nodes).values(values))
             else:
-                if row.session and node.session and row.session != node.session:
+                if row["session"] and node.session and row["session"] != node.session:
                     query = (select(*_JOB_COLUMNS)
                              .where(_IS_LEASED, jobs.c.worker == node.name)
                              .with_for_update())
-                    released = [tr.abandon(codec.job_from_row(r._mapping), now=now,
-                                           rand=rand())
-                                for r in conn.execute(query)]
-                    self._save(conn, released)
-                conn.execute(update(nodes).where(nodes.c.name == node.name).values(values))
-            out = codec.node_from_row(values, in_flight=self._in_flight(conn).get(node.name, 0))
-            return replace(out, released=len(released)), [job for job, _ in released]
-
-    def _touch(self, conn: Connection, name: str, now: float) -> None:
-        conn.execute(_TOUCH_NODE, {"node": name, "seen": now})
-
-    def touch_node(self, name: str, *, now: float) -> None:
-        with self._b.write() as conn:
-            self._touch(conn, name, now)
+                    for r in tx.rows(query):
+                        old = codec.job_from_values(r)
+                        released.append((old, *tr.abandon(old, now=now, rand=rand())))
+                    self._save(tx, released)
+                tx.execute(update(nodes).where(nodes.c.name == node.name).values(values))
+            out = codec.node_from_row(values, in_flight=self._in_flight(tx).get(node.name, 0))
+            return replace(out, released=len(released)), [job for _, job, _ in released]
 
     @staticmethod
-    def _in_flight(conn: Connection) -> dict[str, int]:
-        query = select(jobs.c.worker, func.count()).where(_IS_LEASED).group_by(jobs.c.worker)
-        return {w: int(n) for w, n in conn.execute(query)}
+    def _touch(tx: Tx, name: str, now: float) -> None:
+        tx.execute(_TOUCH_NODE, {"node": name, "seen": now})
+
+    def touch_node(self, name: str, *, now: float) -> None:
+        with self._b.write() as tx:
+            self._touch(tx, name, now)
+
+    @staticmethod
+    def _in_flight(tx: Tx) -> dict[str, int]:
+        return {w: int(n) for w, n in tx.rows(_IN_FLIGHT)}
 
     def list_nodes(self) -> list[Node]:
-        with self._b.read() as conn:
-            flight = self._in_flight(conn)
-            rows = list(conn.execute(select(nodes).order_by(nodes.c.name)))
-        return [codec.node_from_row(r._mapping, flight.get(r.name, 0)) for r in rows]
+        with self._b.read() as tx:
+            flight = self._in_flight(tx)
+            rows = tx.mappings(select(nodes).order_by(nodes.c.name))
+        return [codec.node_from_row(r, flight.get(r["name"], 0)) for r in rows]
 
     # -- notifications and lifecycle -----------------------------------------------------
     def subscribe(self, callback: Callable[[set[str]], None]) -> Callable[[], None] | None:
         return self._b.subscribe(callback)
 
     def ping(self) -> None:
-        with self._b.read() as conn:
-            conn.exec_driver_sql("SELECT 1")
+        with self._b.read() as tx:
+            tx.scalar(_PING)
 
     def close(self) -> None:
         self._b.dispose()

@@ -20,7 +20,6 @@ from typing import Any
 
 import orjson
 from sqlalchemy import ColumnElement, insert, select, update
-from sqlalchemy import exc as sa_exc
 
 from hearth.errors import Conflict, NotFound, ValidationError
 from hearth.store.port import CertRecord, TokenRecord
@@ -32,10 +31,6 @@ _CERT_ORDER = (certificates.c.issued_at, certificates.c.serial)
 _TOKEN_ORDER = (api_tokens.c.created_at, api_tokens.c.id)
 
 
-class _Taken(Exception):
-    """The insert of a token hit a unique index; explained after the rollback."""
-
-
 def _cert_to_row(cert: CertRecord) -> dict[str, Any]:
     row = dataclasses.asdict(cert)
     row["kinds"] = orjson.dumps(list(cert.kinds)).decode()
@@ -44,9 +39,9 @@ def _cert_to_row(cert: CertRecord) -> dict[str, Any]:
 
 def _cert_from_row(row: Any) -> CertRecord:
     return CertRecord(
-        serial=row.serial, name=row.name, role=row.role,
-        kinds=tuple(orjson.loads(row.kinds)), fingerprint=row.fingerprint,
-        issued_at=row.issued_at, not_after=row.not_after, revoked_at=row.revoked_at,
+        serial=row["serial"], name=row["name"], role=row["role"],
+        kinds=tuple(orjson.loads(row["kinds"])), fingerprint=row["fingerprint"],
+        issued_at=row["issued_at"], not_after=row["not_after"], revoked_at=row["revoked_at"],
     )
 
 
@@ -58,9 +53,10 @@ def _token_to_row(token: TokenRecord) -> dict[str, Any]:
 
 def _token_from_row(row: Any) -> TokenRecord:
     return TokenRecord(
-        id=row.id, name=row.name, role=row.role,
-        namespaces=tuple(orjson.loads(row.namespaces)), secret_hash=row.secret_hash,
-        created_at=row.created_at, expires_at=row.expires_at, revoked_at=row.revoked_at,
+        id=row["id"], name=row["name"], role=row["role"],
+        namespaces=tuple(orjson.loads(row["namespaces"])), secret_hash=row["secret_hash"],
+        created_at=row["created_at"], expires_at=row["expires_at"],
+        revoked_at=row["revoked_at"],
     )
 
 
@@ -74,19 +70,19 @@ class SqlSecurity:
         if not _SERIAL.fullmatch(cert.serial):
             raise ValidationError(f"certificate serial {cert.serial[:80]!r} is not lowercase "
                                   "hex of at most 64 digits")
-        with self._b.write() as conn:
-            try:
-                conn.execute(insert(certificates).values(_cert_to_row(cert)))
-            except sa_exc.IntegrityError as exc:  # the primary key: its only constraint
-                raise Conflict(f"a certificate with serial {cert.serial} is already "
-                               "recorded; issue the new one with a fresh serial") from exc
+        try:
+            with self._b.write() as tx:
+                tx.execute(insert(certificates).values(_cert_to_row(cert)))
+        except Conflict as exc:  # the primary key: its only constraint
+            raise Conflict(f"a certificate with serial {cert.serial} is already "
+                           "recorded; issue the new one with a fresh serial") from exc
 
     def list_certificates(self, *, name: str | None = None) -> list[CertRecord]:
         query = select(certificates).order_by(*_CERT_ORDER)
         if name is not None:
             query = query.where(certificates.c.name == name)
-        with self._b.read() as conn:
-            return [_cert_from_row(r) for r in conn.execute(query)]
+        with self._b.read() as tx:
+            return [_cert_from_row(r) for r in tx.mappings(query)]
 
     def revoke_certificates(self, *, now: float, name: str | None = None,
                             serial: str | None = None) -> list[CertRecord]:
@@ -100,41 +96,37 @@ class SqlSecurity:
         else:
             raise ValidationError("revoke certificates either by name or by serial: "
                                   "pass exactly one of the two")
-        with self._b.write() as conn:
-            found = [_cert_from_row(r) for r in conn.execute(
+        with self._b.write() as tx:
+            found = [_cert_from_row(r) for r in tx.mappings(
                 select(certificates).where(match).order_by(*_CERT_ORDER).with_for_update())]
             if not found:
                 raise NotFound(f"{missing}; list the certificates to see which exist")
             live = [c.serial for c in found if c.revoked_at is None]
             if live:
-                conn.execute(update(certificates)
-                             .where(certificates.c.serial.in_(live))
-                             .values(revoked_at=now))
+                tx.execute(update(certificates)
+                           .where(certificates.c.serial.in_(live))
+                           .values(revoked_at=now))
         return [c if c.revoked_at is not None else dataclasses.replace(c, revoked_at=now)
                 for c in found]
 
     def revoked_serials(self) -> set[str]:
         query = select(certificates.c.serial).where(certificates.c.revoked_at.is_not(None))
-        with self._b.read() as conn:
-            return set(conn.execute(query).scalars())
+        with self._b.read() as tx:
+            return {row[0] for row in tx.rows(query)}
 
     # -- API tokens ----------------------------------------------------------------------
     def create_token(self, token: TokenRecord) -> None:
         # No check before the insert: the unique indexes decide, also between
         # concurrent creators; the loser's violation is explained afterwards.
         try:
-            with self._b.write() as conn:
-                try:
-                    conn.execute(insert(api_tokens).values(_token_to_row(token)))
-                except sa_exc.IntegrityError as exc:
-                    raise _Taken() from exc
-        except _Taken as exc:
-            raise self._token_clash(token) from exc.__cause__
+            with self._b.write() as tx:
+                tx.execute(insert(api_tokens).values(_token_to_row(token)))
+        except Conflict as exc:  # rolled back by now: explain which index refused it
+            raise self._token_clash(token) from exc
 
     def _token_clash(self, token: TokenRecord) -> Conflict:
-        with self._b.read() as conn:
-            same_id = conn.execute(
-                select(api_tokens.c.id).where(api_tokens.c.id == token.id)).first()
+        with self._b.read() as tx:
+            same_id = tx.first(select(api_tokens.c.id).where(api_tokens.c.id == token.id))
         if same_id is not None:
             return Conflict(f"an API token with id {token.id} already exists; "
                             "create it again with a fresh id")
@@ -142,25 +134,26 @@ class SqlSecurity:
                         "revoked; revoke it first or choose another name")
 
     def get_token(self, token_id: str) -> TokenRecord:
-        with self._b.read() as conn:
-            row = conn.execute(select(api_tokens).where(api_tokens.c.id == token_id)).first()
-        if row is None:
+        with self._b.read() as tx:
+            rows = tx.mappings(select(api_tokens).where(api_tokens.c.id == token_id))
+        if not rows:
             raise NotFound(f"API token {token_id!r} does not exist")
-        return _token_from_row(row)
+        return _token_from_row(rows[0])
 
     def list_tokens(self) -> list[TokenRecord]:
-        with self._b.read() as conn:
+        with self._b.read() as tx:
             return [_token_from_row(r)
-                    for r in conn.execute(select(api_tokens).order_by(*_TOKEN_ORDER))]
+                    for r in tx.mappings(select(api_tokens).order_by(*_TOKEN_ORDER))]
 
     def revoke_token(self, id_or_name: str, *, now: float) -> TokenRecord:
         by_id = api_tokens.c.id == id_or_name
         by_live_name = (api_tokens.c.name == id_or_name) & api_tokens.c.revoked_at.is_(None)
-        with self._b.write() as conn:
+        with self._b.write() as tx:
             row = None
             for match in (by_id, by_live_name):
-                row = conn.execute(select(api_tokens).where(match).with_for_update()).first()
-                if row is not None:
+                found = tx.mappings(select(api_tokens).where(match).with_for_update())
+                if found:
+                    row = found[0]
                     break
             if row is None:
                 raise NotFound(f"no API token has the id {id_or_name!r}, and no live token "
@@ -168,6 +161,6 @@ class SqlSecurity:
             token = _token_from_row(row)
             if token.revoked_at is not None:
                 return token
-            conn.execute(update(api_tokens).where(api_tokens.c.id == token.id)
-                         .values(revoked_at=now))
+            tx.execute(update(api_tokens).where(api_tokens.c.id == token.id)
+                       .values(revoked_at=now))
         return dataclasses.replace(token, revoked_at=now)
