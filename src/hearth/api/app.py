@@ -15,6 +15,7 @@ from fastapi import FastAPI
 
 from hearth.api import body, errors
 from hearth.api.context import ApiContext
+from hearth.api.fastlane import FastLane
 from hearth.api.middleware import BodyLimit, RequestCounter
 from hearth.api.routes import blobs, jobs, ops, security, watch, workers
 
@@ -32,7 +33,10 @@ def create_app(ctx: ApiContext, *,
     errors.install(app)
     for module in (jobs, workers, watch, blobs, security, ops):
         app.include_router(module.router(ctx))
-    # Added last = outermost: the counter also sees the limit's 413 answers.
+    ctx.hot.bind(app.routes)
+    # Added last = outermost: the counter also sees the limit's 413 answers, and the
+    # fast lane (innermost) is inside both.
+    app.add_middleware(FastLane, routes=ctx.hot, ctx=ctx)
     app.add_middleware(BodyLimit, max_request=ctx.max_request, max_blob=ctx.max_blob)
     app.add_middleware(RequestCounter, metrics=ctx.metrics)
     body.register_schemas(app)

@@ -17,6 +17,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.requests import Request
 
 from hearth.api.auth import Authenticator, Principal, require
+from hearth.api.fastlane import HotRoutes
 from hearth.blobs.port import BlobStore
 from hearth.engine.metrics import Metrics
 from hearth.engine.service import QueueService
@@ -46,6 +47,8 @@ class ApiContext:
         self.sse_keepalive = sse_keepalive
         self.service: QueueService | None = None
         self.blobs: BlobStore | None = None
+        #: Routes also served by :class:`hearth.api.fastlane.FastLane`.
+        self.hot = HotRoutes()
 
     @property
     def svc(self) -> QueueService:

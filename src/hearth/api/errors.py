@@ -110,6 +110,18 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
                           "again, and report it if it persists", "internal", 500)
 
 
+async def answer(request: Request, exc: Exception) -> Response:
+    """The answer to ``exc``, as the app's exception handlers give it (for routes
+    served outside FastAPI's routing: :mod:`hearth.api.fastlane`)."""
+    if isinstance(exc, HearthError):
+        return await _hearth_error(request, exc)
+    if isinstance(exc, RequestValidationError):
+        return await _request_invalid(request, exc)
+    if isinstance(exc, HTTPException):
+        return await _http_error(request, exc)
+    return await _unexpected(request, exc)
+
+
 def install(app: FastAPI) -> None:
     app.add_exception_handler(HearthError, _hearth_error)
     app.add_exception_handler(RequestValidationError, _request_invalid)

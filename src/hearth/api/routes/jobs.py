@@ -77,6 +77,7 @@ def router(ctx: ApiContext) -> APIRouter:
             responses={200: {"model": JobOut, "description": "the idempotency key matched "
                              "an existing job (created: false)"}, **TOO_LARGE, **NOT_FOUND},
             openapi_extra=documented(JobSubmit))
+    @ctx.hot.add("POST", "/v1/jobs", JOBS_SUBMIT)
     async def submit_job(request: Request, principal: Submitter) -> Response:
         body = await parse(request, JobSubmit)
         require_namespace(principal, body.namespace)
@@ -87,6 +88,7 @@ def router(ctx: ApiContext) -> APIRouter:
 
     @r.post("/jobs/batch", response_model=JobBatchOut, status_code=201,
             responses={**TOO_LARGE, **NOT_FOUND}, openapi_extra=documented(JobBatchSubmit))
+    @ctx.hot.add("POST", "/v1/jobs/batch", JOBS_SUBMIT)
     async def submit_batch(request: Request, principal: Submitter) -> Response:
         body = await parse(request, JobBatchSubmit)
         specs = []

@@ -135,6 +135,7 @@ def router(ctx: ApiContext) -> APIRouter:
         return json_response({"nodes": out})
 
     @r.post("/leases", response_model=LeaseBatch, openapi_extra=documented(LeaseRequest))
+    @ctx.hot.add("POST", "/v1/leases", WORK)
     async def lease(request: Request, principal: Worker) -> Response:
         body = await parse(request, LeaseRequest)
         require_worker(principal, body.worker)
@@ -151,6 +152,7 @@ def router(ctx: ApiContext) -> APIRouter:
 
     @r.post("/leases/heartbeat", response_model=ItemBatchOut,
             openapi_extra=documented(HeartbeatBatch))
+    @ctx.hot.add("POST", "/v1/leases/heartbeat", WORK)
     async def heartbeat_batch(request: Request, principal: Worker) -> Response:
         body = await parse(request, HeartbeatBatch)
         require_worker(principal, body.worker)
@@ -160,6 +162,7 @@ def router(ctx: ApiContext) -> APIRouter:
 
     @r.post("/leases/finish", response_model=ItemBatchOut,
             openapi_extra=documented(FinishBatch))
+    @ctx.hot.add("POST", "/v1/leases/finish", WORK)
     async def finish_batch(request: Request, principal: Worker) -> Response:
         body = await parse(request, FinishBatch)
         require_worker(principal, body.worker)
