@@ -38,6 +38,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql.elements import ColumnElement
 
 from hearth.errors import ValidationError
+from hearth.store.sql.bulk import ArrayRowWriter, RowWriter
 from hearth.store.sql.schema import jobs
 from hearth.store.sql.tx import Compiler, Tx, translate_errors
 
@@ -53,6 +54,8 @@ class Backend:
     #: For migrations (Alembic); PostgreSQL also draws its pooled connections from it.
     write_engine: Engine
     compiler: Compiler
+    #: Writes batches of rows (one executemany, or one set-based statement).
+    rows: RowWriter
 
     def write(self) -> contextlib.AbstractContextManager[Tx]:
         """A write transaction: committed when the block ends, rolled back if it
@@ -116,6 +119,7 @@ class SqliteBackend(Backend):
             self._configure(dbapi_conn)
 
         self.compiler = Compiler(self.write_engine.dialect)
+        self.rows = RowWriter()
         self._writer: sqlite3.Connection | None = None
         self._write_lock = threading.Lock()
         self._readers: list[sqlite3.Connection] = []
@@ -221,6 +225,7 @@ class PostgresBackend(Backend):
         self.write_engine = create_engine(sa_url, pool_size=10, max_overflow=10,
                                           pool_pre_ping=True, pool_timeout=30)
         self.compiler = Compiler(self.write_engine.dialect)
+        self.rows = ArrayRowWriter()
         for stmt in (_NOTIFY, _EVENTS_LOCK):
             self.compiler.prepare(stmt)
         self._listeners: list[_Listener] = []

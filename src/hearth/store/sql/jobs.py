@@ -15,8 +15,6 @@ from typing import Any
 
 from sqlalchemy import (
     Double,
-    Insert,
-    Table,
     and_,
     bindparam,
     delete,
@@ -96,30 +94,6 @@ _IN_FLIGHT = select(jobs.c.worker, func.count()).where(_IS_LEASED).group_by(jobs
 _LAST_SEQ = select(func.max(job_events.c.seq))
 _PING: Any = select(literal_column("1"))
 
-#: ``UPDATE jobs SET <these columns> WHERE id = :_id``, one statement per column set,
-#: built once: the backend then compiles each once per process.
-_UPDATES: dict[tuple[str, ...], Any] = {}
-
-
-def _update_of(columns: tuple[str, ...]) -> Any:
-    stmt = _UPDATES.get(columns)
-    if stmt is None:
-        stmt = (update(jobs).where(jobs.c.id == bindparam("_id"))
-                .values({name: bindparam(name) for name in columns if name != "_id"}))
-        _UPDATES[columns] = stmt  # a few dozen column sets at most: one per transition
-    return stmt
-
-
-
-def _insert_all(table: Table) -> Insert:
-    return insert(table).values({c.name: bindparam(c.name) for c in table.c if c.name != "seq"})
-
-
-_INSERT_JOB = _insert_all(jobs)
-_INSERT_EVENT = _insert_all(job_events)
-_INSERT_BLOB = _insert_all(job_blobs)
-
-
 class SqlStore(SqlSecurity):
     """Implements :class:`hearth.store.port.Store` on a :class:`Backend` (certificates
     and API tokens in :mod:`hearth.store.sql.security`)."""
@@ -133,9 +107,8 @@ class SqlStore(SqlSecurity):
         by_ids = (select(*_JOB_COLUMNS).where(backend.id_in(jobs.c.id, "ids"))
                   .order_by(jobs.c.id))
         self._by_ids = {False: by_ids, True: by_ids.with_for_update()}
-        for stmt in (*self._by_ids.values(), _LEASE_KIND, _TOUCH_NODE, _INSERT_JOB,
-                     _INSERT_EVENT, _INSERT_BLOB, _NEXT_WAKEUP, _NEXT_EXPIRY, _IN_FLIGHT,
-                     _LAST_SEQ, _EXPIRED, _PING):
+        for stmt in (*self._by_ids.values(), _LEASE_KIND, _TOUCH_NODE, _NEXT_WAKEUP,
+                     _NEXT_EXPIRY, _IN_FLIGHT, _LAST_SEQ, _EXPIRED, _PING):
             backend.compiler.prepare(stmt)
 
     # -- shared writes -------------------------------------------------------------------
@@ -155,8 +128,8 @@ class SqlStore(SqlSecurity):
             row = codec.job_changes(old, new)
             if len(row) > 1:
                 by_columns.setdefault(tuple(row), []).append(row)
-        for columns, rows in by_columns.items():
-            tx.executemany(_update_of(columns), rows)
+        for rows in by_columns.values():
+            self._b.rows.update(tx, jobs, rows)
         blob_rows = [
             {"job_id": job.id, "digest": digest}
             for _, job, _ in changed
@@ -176,7 +149,7 @@ class SqlStore(SqlSecurity):
         serialises appends until commit; nothing may be waited on after this."""
         if events:
             self._b.order_events(tx)
-            tx.executemany(_INSERT_EVENT, [codec.event_to_row(e) for e in events])
+            self._b.rows.insert(tx, job_events, [codec.event_to_row(e) for e in events])
 
     def _insert_blob_refs(self, tx: Tx, rows: list[dict[str, str]]) -> None:
         existing = {
@@ -186,7 +159,7 @@ class SqlStore(SqlSecurity):
                     job_blobs.c.job_id.in_(sorted({r["job_id"] for r in rows}))))
         }
         fresh = [r for r in rows if (r["job_id"], r["digest"]) not in existing]
-        tx.executemany(_INSERT_BLOB, fresh)
+        self._b.rows.insert(tx, job_blobs, fresh)
 
     def _load(self, tx: Tx, ids: Iterable[str], *, lock: bool) -> dict[str, Job]:
         wanted = sorted(set(ids))
@@ -238,10 +211,10 @@ class SqlStore(SqlSecurity):
                 if key is not None:
                     existing[key] = job
             if created:
-                tx.executemany(_INSERT_JOB, [codec.job_to_row(j) for j, _ in created])
+                self._b.rows.insert(tx, jobs, [codec.job_to_row(j) for j, _ in created])
                 refs = [{"job_id": j.id, "digest": d} for j, _ in created
                         for d in {b.digest for b in j.input_blobs}]
-                tx.executemany(_INSERT_BLOB, refs)
+                self._b.rows.insert(tx, job_blobs, refs)
                 self._b.notify(tx, {j.kind for j, _ in created})
                 self._append_events(tx, [e for _, e in created])
             return out

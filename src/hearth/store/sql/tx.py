@@ -160,6 +160,10 @@ class Tx:
     def close(self) -> None:
         self._cur.close()
 
+    def prepare(self, stmt: ClauseElement) -> None:
+        """Compile ``stmt`` once for good (see :meth:`Compiler.prepare`)."""
+        self._compiler.prepare(stmt)
+
     def rows(self, stmt: ClauseElement, params: Params | None = None) -> list[Any]:
         """Every row of a query, as the driver's tuples."""
         sql, args = self._compiler.bind(stmt, params)
