@@ -9,6 +9,7 @@ database (two coordinators).
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 import threading
 import time
 from collections.abc import Iterator
@@ -572,3 +573,46 @@ def test_an_incremental_reader_of_the_event_feed_never_skips_an_event(store_url:
     finally:
         for s in (*writers, reader):
             s.close()
+
+
+def _counted(store: Store) -> dict[tuple[str, str, str], int]:
+    return {(c.namespace, c.kind, c.state.value): c.count for c in store.counts()}
+
+
+def _counted_by_rows(store: Store) -> dict[tuple[str, str, str], int]:
+    jobs = store.list_jobs(JobFilter(), limit=1000).jobs
+    return dict(Counter((j.namespace, j.kind, j.state.value) for j in jobs))
+
+
+def test_counts_follow_every_kind_of_change(store: Store) -> None:
+    assert store.counts() == []  # read before any change: then kept up to date
+    for _ in range(3):
+        submit(store, kind="a")
+    submit(store, kind="b", namespace="n2")
+    done = lease_one(store, kinds=("a",))
+    store.finish([FinishItem(done.id, done.lease_token or "", "succeeded")],
+                 worker="w1", now=T0 + 1, rand=lambda: 0.5)
+    failing = lease_one(store, kinds=("a",))
+    store.finish([FinishItem(failing.id, failing.lease_token or "", "failed",
+                             error=ErrorInfo("boom"))], worker="w1", now=T0 + 1,
+                 rand=lambda: 0.5)
+    lease_one(store, kinds=("a",))
+    store.expire_leases(now=T0 + 10_000, rand=lambda: 0.5)
+    store.cancel(submit(store, kind="b", namespace="n2"), now=T0 + 2)
+    assert _counted(store) == _counted_by_rows(store)
+    assert store.purge_finished(before=T0 + 1_000_000) == 2
+    assert _counted(store) == _counted_by_rows(store)
+    assert ("default", "a", "succeeded") not in _counted(store)
+
+
+def test_counts_see_changes_made_through_another_connection(store: Store, store_url: str
+                                                            ) -> None:
+    submit(store, kind="a")
+    assert _counted(store) == {("default", "a", "queued"): 1}
+    other = open_store(store_url)  # e.g. a second process on the same database
+    try:
+        submit(other, kind="a")
+        submit(other, kind="c")
+    finally:
+        other.close()
+    assert _counted(store) == {("default", "a", "queued"): 2, ("default", "c", "queued"): 1}

@@ -458,6 +458,10 @@ class QueueMachine(RuleBasedStateMachine):
             assert got.attempt >= self.highest_attempt.get(job_id, 0), "attempt went down"
             self.highest_attempt[job_id] = got.attempt
             assert (got.finished_at is not None) == got.state.terminal
+        # /metrics' job counts (kept in memory on SQLite) agree with the rows.
+        counts = {(c.kind, c.state): c.count for c in self.store.counts()
+                  if c.namespace == self.namespace}
+        assert counts == Counter((j.kind, j.state) for j in stored.values()), counts
 
     @invariant()
     def history_is_what_the_model_expects(self) -> None:

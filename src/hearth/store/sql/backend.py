@@ -187,6 +187,14 @@ class SqliteBackend(Backend):
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+        for fn in tx.committed:
+            fn()
+
+    @staticmethod
+    def data_version(tx: Tx) -> int:
+        """Changes whenever another connection commits to the file (never for this
+        connection's own commits): see :mod:`hearth.store.sql.tally`."""
+        return int(tx.conn.execute("PRAGMA data_version").fetchone()[0])
 
     def label_equals(self, key: str, value: str) -> ColumnElement[bool]:
         path = '$."' + key.replace('"', "") + '"'
@@ -251,6 +259,8 @@ class PostgresBackend(Backend):
             finally:
                 tx.close()
             conn.commit()
+            for fn in tx.committed:
+                fn()
         except BaseException as exc:
             self._abandon(pooled, conn, exc)
             raise

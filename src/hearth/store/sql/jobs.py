@@ -41,9 +41,11 @@ from hearth.store.port import (
     Submitted,
 )
 from hearth.store.sql import codec
-from hearth.store.sql.backend import Backend
+from hearth.store.sql.backend import Backend, SqliteBackend
+from hearth.store.sql.codec import STATE_TEXT
 from hearth.store.sql.schema import job_blobs, job_events, jobs, nodes
 from hearth.store.sql.security import SqlSecurity
+from hearth.store.sql.tally import Delta, Tally
 from hearth.store.sql.tx import Tx
 
 _Item = HeartbeatItem | FinishItem
@@ -93,6 +95,8 @@ _NEXT_EXPIRY = select(func.min(jobs.c.lease_expires_at)).where(_IS_LEASED)
 _IN_FLIGHT = select(jobs.c.worker, func.count()).where(_IS_LEASED).group_by(jobs.c.worker)
 _LAST_SEQ = select(func.max(job_events.c.seq))
 _PING: Any = select(literal_column("1"))
+_COUNTS = select(jobs.c.namespace, jobs.c.kind, jobs.c.state, func.count()).group_by(
+    jobs.c.namespace, jobs.c.kind, jobs.c.state)
 
 class SqlStore(SqlSecurity):
     """Implements :class:`hearth.store.port.Store` on a :class:`Backend` (certificates
@@ -102,6 +106,8 @@ class SqlStore(SqlSecurity):
         self._b = backend
         self.backend = backend.name
         self.local = backend.name == "sqlite"
+        #: Exact counts kept in memory, on the store that is its file's only writer.
+        self._tally = Tally() if isinstance(backend, SqliteBackend) else None
         # Loading jobs by id, built once per store (the id list is one parameter);
         # locked rows are taken in id order, so two batches never deadlock.
         by_ids = (select(*_JOB_COLUMNS).where(backend.id_in(jobs.c.id, "ids"))
@@ -124,7 +130,11 @@ class SqlStore(SqlSecurity):
             first = spans.get(new.id)
             spans[new.id] = (old if first is None else first[0], new)
         by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        delta = self._delta(tx)
         for old, new in spans.values():
+            if delta is not None and old.state is not new.state:
+                delta.move(new.namespace, new.kind, STATE_TEXT[old.state],
+                           STATE_TEXT[new.state])
             row = codec.job_changes(old, new)
             if len(row) > 1:
                 by_columns.setdefault(tuple(row), []).append(row)
@@ -212,6 +222,10 @@ class SqlStore(SqlSecurity):
                     existing[key] = job
             if created:
                 self._b.rows.insert(tx, jobs, [codec.job_to_row(j) for j, _ in created])
+                delta = self._delta(tx)
+                if delta is not None:
+                    for j, _ in created:
+                        delta.add(j.namespace, j.kind, STATE_TEXT[j.state])
                 refs = [{"job_id": j.id, "digest": d} for j, _ in created
                         for d in {b.digest for b in j.input_blobs}]
                 self._b.rows.insert(tx, job_blobs, refs)
@@ -395,20 +409,32 @@ class SqlStore(SqlSecurity):
         return None if value is None else float(value)
 
     def counts(self) -> list[QueueCount]:
-        query = select(jobs.c.namespace, jobs.c.kind, jobs.c.state, func.count()).group_by(
-            jobs.c.namespace, jobs.c.kind, jobs.c.state)
-        with self._b.read() as tx:
-            return [QueueCount(ns, kind, JobState(state), int(n))
-                    for ns, kind, state, n in tx.rows(query)]
+        if self._tally is None or not isinstance(self._b, SqliteBackend):
+            with self._b.read() as tx:
+                rows = tx.rows(_COUNTS)
+        else:
+            with self._b.write() as tx:  # no commit can slip between look and load
+                version = self._b.data_version(tx)
+                found = self._tally.current(version)
+                if found is None:
+                    found = self._tally.load(tx.rows(_COUNTS), version)
+            rows = [(ns, kind, state, n) for (ns, kind, state), n in found.items()]
+        return [QueueCount(ns, kind, JobState(state), int(n))
+                for ns, kind, state, n in sorted(rows) if n]
 
     def purge_finished(self, *, before: float, limit: int = 1000) -> int:
         with self._b.write() as tx:
-            ids = [r[0] for r in tx.rows(
-                select(jobs.c.id).where(jobs.c.finished_at < before,
-                                        jobs.c.state.in_(_TERMINAL))
-                .order_by(jobs.c.finished_at).limit(limit))]
-            if not ids:
+            found = tx.rows(
+                select(jobs.c.id, jobs.c.namespace, jobs.c.kind, jobs.c.state)
+                .where(jobs.c.finished_at < before, jobs.c.state.in_(_TERMINAL))
+                .order_by(jobs.c.finished_at).limit(limit))
+            if not found:
                 return 0
+            ids = [r[0] for r in found]
+            delta = self._delta(tx)
+            if delta is not None:
+                for _, namespace, kind, state in found:
+                    delta.add(namespace, kind, state, -1)
             tx.execute(delete(job_events).where(job_events.c.job_id.in_(ids)))
             tx.execute(delete(job_blobs).where(job_blobs.c.job_id.in_(ids)))
             tx.execute(delete(jobs).where(jobs.c.id.in_(ids)))
@@ -448,6 +474,15 @@ class SqlStore(SqlSecurity):
                 tx.execute(update(nodes).where(nodes.c.name == node.name).values(values))
             out = codec.node_from_row(values, in_flight=self._in_flight(tx).get(node.name, 0))
             return replace(out, released=len(released)), [job for _, job, _ in released]
+
+    def _delta(self, tx: Tx) -> Delta | None:
+        """Count changes to apply to the tally if ``tx`` commits (None: no tally)."""
+        tally = self._tally
+        if tally is None:
+            return None
+        delta = Delta()
+        tx.on_commit(lambda: tally.apply(delta))
+        return delta
 
     @staticmethod
     def _touch(tx: Tx, name: str, now: float) -> None:

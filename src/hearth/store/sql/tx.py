@@ -150,12 +150,19 @@ class Compiler:
 class Tx:
     """One transaction, or one read snapshot, on a DBAPI connection."""
 
-    __slots__ = ("_compiler", "_cur", "conn")
+    __slots__ = ("_compiler", "_cur", "committed", "conn")
 
     def __init__(self, compiler: Compiler, conn: Any) -> None:
         self._compiler = compiler
         self.conn = conn
         self._cur = conn.cursor()
+        #: Called, in order, right after a successful commit, before the connection
+        #: is handed to anyone else (see :meth:`on_commit`).
+        self.committed: list[Callable[[], None]] = []
+
+    def on_commit(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` once this transaction has committed (never if it rolls back)."""
+        self.committed.append(fn)
 
     def close(self) -> None:
         self._cur.close()
