@@ -21,7 +21,9 @@ from hearth.domain.jobs import BlobRef, ErrorInfo, Event, Job, JobSpec, Progress
 from hearth.domain.retry import Backoff
 from hearth.errors import ValidationError
 
-_STRICT = ConfigDict(extra="forbid")
+#: Request bodies: unknown fields are refused, and so are values of the wrong JSON
+#: type ("3" or true where a number belongs); an integer is accepted for a float.
+_STRICT = ConfigDict(extra="forbid", strict=True)
 
 
 class BackoffIn(BaseModel):

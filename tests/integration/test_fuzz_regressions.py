@@ -10,6 +10,8 @@ PostgreSQL. Each test names the input that used to break and what it got.
     connection), PostgreSQL "out of range" (500), orjson could not encode it (500);
   - a NUL character in text on PostgreSQL: psycopg DataError (500);
   - a blob path with a newline inside: no route (404, documented as never a 404).
+- Bodies accepted values of the wrong JSON type and converted them ("3" or true for a
+  number): request models are strict now (422 naming the field).
 """
 
 from __future__ import annotations
@@ -134,6 +136,33 @@ def test_integers_beyond_64_bits_are_422(http: httpx.Client) -> None:
     assert r.status_code == 200, r.text
     assert r.json()["items"][0]["status"] == 422
     assert http.get("/v1/events", params={"after": BIG - 1}).json()["events"] == []
+
+
+@pytest.mark.parametrize(("path", "body", "field"), [
+    ("/v1/jobs", {"kind": "k", "priority": "3"}, "priority"),
+    ("/v1/jobs", {"kind": "k", "max_attempts": True}, "max_attempts"),
+    ("/v1/jobs", {"kind": "k", "delay": "1.5"}, "delay"),
+    ("/v1/jobs", {"kind": 5}, "kind"),
+    ("/v1/jobs", {"kind": "k", "labels": {"team": 7}}, "labels.team"),
+    ("/v1/jobs/batch", {"jobs": [{"kind": "k", "lease_ttl": "30"}]}, "jobs[0].lease_ttl"),
+    ("/v1/leases", {"worker": "w", "kinds": ["k"], "max_jobs": "2"}, "max_jobs"),
+    ("/v1/leases", {"worker": "w", "kinds": ["k"], "wait": False}, "wait"),
+])
+def test_values_of_the_wrong_json_type_are_422_naming_the_field(
+        http: httpx.Client, path: str, body: dict[str, object], field: str) -> None:
+    """Bodies used to accept "3" or true where a number belongs (pydantic's lax mode)
+    and convert them; a wrong type is now refused, and nothing is stored."""
+    before = http.get("/v1/jobs").json()["jobs"]
+    r = http.post(path, json=body)
+    _invalid(r)
+    assert f"'{field}'" in r.json()["error"], r.json()["error"]
+    assert http.get("/v1/jobs").json()["jobs"] == before
+
+
+def test_an_integer_is_a_valid_number(http: httpx.Client) -> None:
+    r = http.post("/v1/jobs", json={"kind": "k", "delay": 0, "lease_ttl": 30})
+    assert r.status_code == 201, r.text
+    assert r.json()["lease_ttl"] == 30.0
 
 
 def test_nul_characters_in_text_are_never_a_5xx(http: httpx.Client, store_url: str) -> None:

@@ -14,7 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from hearth.store.port import CertRecord, TokenRecord
 
-_STRICT = ConfigDict(extra="forbid")
+#: Request bodies: unknown fields are refused, and so are values of the wrong JSON
+#: type ("3" or true where a number belongs); an integer is accepted for a float.
+_STRICT = ConfigDict(extra="forbid", strict=True)
 
 BUNDLE_MEDIA_TYPE = "application/x-hearth-bundle"
 
