@@ -350,8 +350,8 @@ def result_from_wire(item: ResultIn | None) -> Result:
     if item is None:
         return Result()
     payload, payload_type = _payload_in(item.payload, item.payload_b64, item.model_fields_set)
-    blobs = tuple(BlobRef(b.digest, 0, b.name) for b in item.blobs)
-    return Result(payload=payload, payload_type=payload_type, blobs=blobs)
+    blobs = tuple(BlobRef(b.digest, 0, b.name) for b in item.blobs) if item.blobs else ()
+    return Result(payload, payload_type, blobs)
 
 
 def _text(value: str) -> str:

@@ -295,8 +295,9 @@ class QueueService:
             raise PayloadTooLarge(
                 f"the result payload is {len(result.payload)} bytes; the limit is "
                 f"{self.max_payload} bytes. Put large results in a blob and return its digest")
-        if result.blobs:
-            result = replace(result, blobs=await self._blob_sizes(result.blobs))
+        if not result.blobs:
+            return item
+        result = replace(result, blobs=await self._blob_sizes(result.blobs))
         return replace(item, result=result)
 
     async def finish(self, items: Sequence[FinishItem], *, worker: str) -> list[ItemResult]:
