@@ -38,7 +38,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql.elements import ColumnElement
 
 from hearth.errors import ValidationError
-from hearth.store.sql.bulk import ArrayRowWriter, RowWriter
+from hearth.store.sql.bulk import JsonRowWriter, RowWriter
 from hearth.store.sql.schema import jobs
 from hearth.store.sql.tx import Compiler, Tx, translate_errors
 
@@ -233,7 +233,7 @@ class PostgresBackend(Backend):
         self.write_engine = create_engine(sa_url, pool_size=10, max_overflow=10,
                                           pool_pre_ping=True, pool_timeout=30)
         self.compiler = Compiler(self.write_engine.dialect)
-        self.rows = ArrayRowWriter()
+        self.rows = JsonRowWriter()
         for stmt in (_NOTIFY, _EVENTS_LOCK):
             self.compiler.prepare(stmt)
         self._listeners: list[_Listener] = []
