@@ -9,9 +9,9 @@ database (two coordinators).
 from __future__ import annotations
 
 import itertools
-from collections import Counter
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
