@@ -303,3 +303,56 @@ __all__ = [
     "hearth",
     "running_worker",
 ]
+
+
+@contextlib.contextmanager
+def http_server(handler: Callable[[Any], Any]) -> Iterator[str]:
+    """A real HTTP server on a loopback port, on its own thread, answering every
+    request with ``await handler(request)`` (an ``aiohttp.web`` request and response):
+    for client tests that need answers a coordinator would never give. Yields the
+    base URL."""
+    import asyncio
+
+    from aiohttp import web
+
+    ready: list[str] = []
+    started = threading.Event()
+    loop = asyncio.new_event_loop()
+
+    async def serve() -> web.AppRunner:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", handler)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        ready.append(f"http://127.0.0.1:{port}")
+        return runner
+
+    def main() -> None:
+        asyncio.set_event_loop(loop)
+        runner = loop.run_until_complete(serve())
+        started.set()
+        loop.run_forever()
+        loop.run_until_complete(runner.cleanup())
+        loop.close()
+
+    thread = threading.Thread(target=main, name="test-http-server", daemon=True)
+    thread.start()
+    if not started.wait(10):
+        raise RuntimeError("the test HTTP server did not start within 10 s")
+    try:
+        yield ready[0]
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+
+
+def unused_port() -> int:
+    """A loopback port nobody listens on (bound, then released)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

@@ -1,15 +1,16 @@
 """Error answers and connection failures become ``hearth.errors`` classes in the client.
 
-Uses httpx's own ``MockTransport`` as the server: the client code under test is real.
+A real HTTP server on a loopback port (``helpers.http_server``) gives the answers a
+coordinator never would; the client code under test is real.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
-import httpx
 import pytest
+from aiohttp import web
 
 from hearth.client import AsyncClient, error_for
 from hearth.errors import (
@@ -24,6 +25,7 @@ from hearth.errors import (
     Unavailable,
     ValidationError,
 )
+from helpers import http_server, unused_port
 
 TOKEN = "hth_secret-token-value"
 
@@ -60,74 +62,90 @@ def test_unknown_status_keeps_status_and_code() -> None:
     assert "418" in err.message
 
 
-def run_with(handler: Callable[[httpx.Request], httpx.Response],
-             call: Callable[[AsyncClient], object]) -> object:
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def call(url: str, call: Callable[[AsyncClient], object], timeout: float = 30.0) -> object:
     async def main() -> object:
-        async with AsyncClient("http://coordinator.test", token=TOKEN,
-                               transport=httpx.MockTransport(handler)) as client:
+        async with AsyncClient(url, token=TOKEN, timeout=timeout) as client:
             return await call(client)  # type: ignore[misc]
 
     return asyncio.run(main())
 
 
+def run_with(handler: Handler, call_: Callable[[AsyncClient], object],
+             timeout: float = 30.0) -> object:
+    with http_server(handler) as url:
+        return call(url, call_, timeout)
+
+
 def test_error_body_is_raised_as_its_class_with_the_server_sentence() -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
+    async def handler(request: web.Request) -> web.Response:
         assert request.headers["authorization"] == f"Bearer {TOKEN}"
-        return httpx.Response(409, json={"error": "job j_1 is already succeeded.",
-                                         "code": "invalid_transition"})
+        return web.json_response({"error": "job j_1 is already succeeded.",
+                                  "code": "invalid_transition"}, status=409)
 
     with pytest.raises(InvalidTransition, match="already succeeded"):
         run_with(handler, lambda c: c.cancel("j_1"))
 
 
 def test_non_json_error_names_the_coordinator_and_status() -> None:
-    with pytest.raises(HearthError, match=r"coordinator\.test answered 502"):
-        run_with(lambda r: httpx.Response(502, text="<html>bad gateway</html>"),
-                 lambda c: c.get("j_1"))
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(status=502, text="<html>bad gateway</html>")
+
+    with pytest.raises(HearthError, match=r"127\.0\.0\.1:\d+ answered 502 Bad Gateway"):
+        run_with(handler, lambda c: c.get("j_1"))
 
 
 def test_connection_refused_is_unavailable_with_advice_and_no_token() -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
-        raise httpx.ConnectError("connection refused", request=request)
-
+    url = f"http://127.0.0.1:{unused_port()}"
     with pytest.raises(Unavailable) as info:
-        run_with(handler, lambda c: c.get("j_1"))
+        call(url, lambda c: c.get("j_1"))
     text = str(info.value)
-    assert "http://coordinator.test" in text
+    assert url in text
     assert "hearth up" in text
     assert TOKEN not in text and TOKEN not in repr(info.value)
 
 
 def test_timeout_is_unavailable() -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
-        raise httpx.ReadTimeout("timed out", request=request)
+    async def handler(request: web.Request) -> web.Response:
+        await asyncio.sleep(2)
+        return web.json_response({"nodes": []})
 
-    with pytest.raises(Unavailable, match="did not answer"):
+    with pytest.raises(Unavailable, match=r"did not answer within 0\.3 s"):
+        run_with(handler, lambda c: c.nodes(), timeout=0.3)
+
+
+def test_a_dropped_connection_is_unavailable() -> None:
+    async def handler(request: web.Request) -> web.Response:
+        assert request.transport is not None
+        request.transport.close()  # hang up without answering
+        return web.Response()
+
+    with pytest.raises(Unavailable, match="closed the connection without answering"):
         run_with(handler, lambda c: c.nodes())
 
 
-def test_payload_and_data_together_are_refused_before_any_request() -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
-        raise AssertionError("no request expected")
+async def refuse(request: web.Request) -> web.Response:
+    raise AssertionError("no request expected")
 
+
+def test_payload_and_data_together_are_refused_before_any_request() -> None:
     with pytest.raises(ValidationError, match="not both"):
-        run_with(handler, lambda c: c.submit("echo", {"a": 1}, data=b"x"))
+        run_with(refuse, lambda c: c.submit("echo", {"a": 1}, data=b"x"))
 
 
 def test_bad_digest_is_refused_before_any_request() -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
-        raise AssertionError("no request expected")
-
     with pytest.raises(ValidationError, match="digest"):
-        run_with(handler, lambda c: c.get_blob("../../etc/passwd"))
+        run_with(refuse, lambda c: c.get_blob("../../etc/passwd"))
 
 
 def test_submit_sends_only_what_was_given() -> None:
     seen: list[bytes] = []
 
-    def handler(request: httpx.Request) -> httpx.Response:
-        seen.append(request.content)
-        return httpx.Response(400, json={"error": "stop here.", "code": "invalid"})
+    async def handler(request: web.Request) -> web.Response:
+        seen.append(await request.read())
+        return web.json_response({"error": "stop here.", "code": "invalid"}, status=400)
 
     with pytest.raises(ValidationError):
         run_with(handler, lambda c: c.submit("echo", data=b"\x00\x01",
@@ -138,6 +156,41 @@ def test_submit_sends_only_what_was_given() -> None:
     assert body["payload_b64"] == "AAE="
     assert "payload" not in body
     assert body["input_blobs"] == [{"digest": "a" * 64, "name": "in"}]
+
+
+def test_query_values_are_sent_as_the_api_spells_them() -> None:
+    seen: list[list[tuple[str, str]]] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        seen.append(list(request.query.items()))
+        return web.json_response({"jobs": [], "next_cursor": None})
+
+    run_with(handler, lambda c: c.list_jobs("ns", kinds=["a", "b"], labels={"k": "v w"},
+                                            limit=7))
+    assert seen == [[("limit", "7"), ("kind", "a"), ("kind", "b"), ("label", "k=v w"),
+                     ("namespace", "ns")]]
+
+
+def test_long_lines_of_a_stream_arrive_whole() -> None:
+    line = "data: " + "x" * 300_000
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await response.prepare(request)
+        e_acute = "é".encode()
+        # Line endings and a two-byte character split across writes.
+        for piece in (b"event: job\r\n" + line[:1000].encode(), line[1000:].encode() + b"\r",
+                      b"\n\nid: 3\r", b"\ndata: " + e_acute[:1], e_acute[1:] + b"\r\n"):
+            await response.write(piece)
+            await asyncio.sleep(0.01)  # so that the pieces arrive apart
+        await response.write_eof()
+        return response
+
+    async def lines(client: AsyncClient) -> list[str]:
+        async with client._core.stream("GET", "/v1/watch") as stream:
+            return [item async for item in stream.aiter_lines()]
+
+    assert run_with(handler, lines) == ["event: job", line, "", "id: 3", "data: é"]
 
 
 def test_repr_never_shows_the_token() -> None:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import inspect
 
-import httpx
 import pytest
+from aiohttp import web
 
 import hearth.client
 from hearth.client import AsyncClient, Client
 from hearth.errors import NotFound
+from helpers import http_server
 
 
 def public_methods(cls: type) -> set[str]:
@@ -34,15 +35,14 @@ def test_every_async_method_has_a_blocking_twin_with_the_same_signature() -> Non
 
 
 def test_blocking_calls_and_iterators_run_on_the_private_loop() -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
-        if request.url.path == "/healthz":
-            return httpx.Response(200, json={"status": "ok"})
-        if request.url.path.startswith("/v1/blobs/"):
-            return httpx.Response(200, content=b"abc" * 10)
-        return httpx.Response(404, json={"error": "no such job.", "code": "not_found"})
+    async def handler(request: web.Request) -> web.Response:
+        if request.path == "/healthz":
+            return web.json_response({"status": "ok"})
+        if request.path.startswith("/v1/blobs/"):
+            return web.Response(body=b"abc" * 10)
+        return web.json_response({"error": "no such job.", "code": "not_found"}, status=404)
 
-    with Client("http://coordinator.test", token="t",
-                transport=httpx.MockTransport(handler)) as client:
+    with http_server(handler) as url, Client(url, token="t") as client:
         assert client.health() == {"status": "ok"}
         assert b"".join(client.stream_blob("a" * 64)) == b"abc" * 10
         with pytest.raises(NotFound, match="no such job"):

@@ -59,7 +59,7 @@ ERRORS = ["Conflict", "Forbidden", "HearthError", "InvalidTransition", "NotFound
 #: The coordinator's stack: never loaded by users of the client or the worker.
 SERVER_MODULES = ("sqlalchemy", "fastapi", "uvicorn", "alembic", "starlette")
 #: What the client and the worker need; loaded on first use, not by ``import hearth``.
-CLIENT_MODULES = ("pydantic", "httpx")
+CLIENT_MODULES = ("pydantic", "aiohttp")
 
 
 def test_all_is_pinned_and_sorted() -> None:

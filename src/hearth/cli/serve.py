@@ -134,9 +134,6 @@ def coordinator(data: str | None, host: str, tls: bool | None, mdns: bool | None
 def _configure_worker_logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
-    # One line per HTTP request is noise: the worker logs what matters itself.
-    for noisy in ("httpx", "httpcore"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 @click.command()

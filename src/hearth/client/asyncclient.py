@@ -17,8 +17,6 @@ from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
-import httpx
-
 from hearth.client.admin import AdminMethods
 from hearth.client.blobio import CHUNK, BlobSource, PartFile, upload_body
 from hearth.client.build import BlobArg, b64, blob_ref, build_model, job_path, job_submit
@@ -66,7 +64,6 @@ class AsyncClient(AdminMethods):
 
     def __init__(self, url: str | None = None, *, token: str | None = None,
                  data: str | os.PathLike[str] | None = None, timeout: float = 30.0,
-                 transport: httpx.AsyncBaseTransport | None = None,
                  bundle: str | os.PathLike[str] | None = None) -> None:
         endpoint = resolve_endpoint(url, token, data, bundle)
         self.url = endpoint.url
@@ -78,7 +75,7 @@ class AsyncClient(AdminMethods):
             info = endpoint.bundle.info()
             cert = ClientCert(info.name, info.not_before, info.not_after)
         self._core = HttpCore(endpoint.url, endpoint.token, timeout=timeout,
-                              transport=transport, ssl_context=endpoint.ssl_context(),
+                              ssl_context=endpoint.ssl_context(),
                               cert=cert)
 
     def __repr__(self) -> str:

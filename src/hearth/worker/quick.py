@@ -36,7 +36,6 @@ def run_worker(bundle: str | os.PathLike[str], handlers: Mapping[str, Callable[.
     if log_level is not None and not logging.getLogger().handlers:
         logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
                             format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
-        logging.getLogger("httpx").setLevel(logging.WARNING)
     worker = Worker(bundle=bundle, addr=addr, mdns=mdns, concurrency=concurrency)
     for kind, fn in handlers.items():
         worker.handler(kind)(fn)
