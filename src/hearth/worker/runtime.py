@@ -296,6 +296,10 @@ class Worker:
                 self._link.ok()
                 for lease in leases:
                     self._start(lease)
+                if leases:
+                    # Let the handlers just started run before the next lease request
+                    # is built and sent: it would otherwise delay them (about 0.3 ms).
+                    await asyncio.sleep(0)
                 waited = time.monotonic() - asked
                 if leases or (self.poll_wait > 0 and waited >= self.poll_wait / 2):
                     idle.reset()
