@@ -170,3 +170,24 @@ def test_cancel_flag_wakes_a_waiting_thread() -> None:
     flag.set()
     waiter.join(60)
     assert woke == [True] and flag and flag.wait() is True
+
+
+@pytest.mark.parametrize(("concurrency", "batch", "expected"),
+                         [(1, None, 1), (8, None, 4), (256, None, 128), (5000, None, 1000),
+                          (8, 8, 8), (8, 100, 8)])
+def test_lease_batch_is_half_the_slots_unless_asked(concurrency: int, batch: int | None,
+                                                    expected: int) -> None:
+    from hearth.worker import Worker
+
+    assert Worker("http://127.0.0.1:1", concurrency=concurrency, batch=batch).batch == expected
+
+
+def test_resizing_a_worker_moves_its_default_batch_but_not_an_asked_one() -> None:
+    from hearth.worker import Worker
+
+    default, asked = Worker("http://127.0.0.1:1"), Worker("http://127.0.0.1:1", batch=3)
+    default.resize(256)
+    asked.resize(256)
+    assert (default.concurrency, default.batch, asked.batch) == (256, 128, 3)
+    with pytest.raises(ValidationError, match="at least 1"):
+        default.resize(0)

@@ -206,8 +206,7 @@ def worker(conn: Conn, bundle_file: str | None, imports: tuple[str, ...],
         if name is not None and not bundle_file:
             chosen.name = name
         if concurrency is not None:
-            chosen.concurrency = concurrency
-            chosen.batch = min(chosen.batch, concurrency)
+            chosen.resize(concurrency)
     _configure_worker_logging(log_level)
     chosen.run()
 

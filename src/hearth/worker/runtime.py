@@ -90,8 +90,8 @@ class Worker:
         self.name = check_node_name(name) if name is not None else default_name()
         if bundle is not None:
             self.use_bundle(bundle, addr=addr, mdns=mdns, name=name)
-        self.concurrency = concurrency
-        self.batch = min(batch or concurrency, concurrency, 1000)
+        self._batch_asked = batch
+        self.resize(concurrency)
         self.poll_wait = poll_wait
         self.grace = grace
         self.namespaces = list(namespaces)
@@ -129,6 +129,15 @@ class Worker:
         self._bundle_path, self._bundle = bundle, found
         self._addr, self._mdns = addr, mdns
         self.name = found.name
+
+    def resize(self, concurrency: int) -> None:
+        """Set the number of slots (before :meth:`run`); the lease batch follows."""
+        if not isinstance(concurrency, int) or concurrency < 1:
+            raise ValidationError("concurrency must be a whole number of at least 1")
+        self.concurrency = concurrency
+        # Half the slots by default: while the jobs of one lease answer run, the next
+        # lease request is already on its way, so the slots never wait for a round trip.
+        self.batch = min(self._batch_asked or max(1, concurrency // 2), concurrency, 1000)
 
     def handler(self, kind: str, *, timeout: float | None = None) -> Callable[[F], F]:
         """Register a sync or async function of a :class:`JobContext` for ``kind``."""
