@@ -1,5 +1,6 @@
-"""What every peer adapter and the driver share: worker process groups, the side file
-the W2 handlers stamp, fresh PostgreSQL databases and Redis DBs.
+"""What every peer adapter and the driver share: worker process groups, the side files
+the W2/W4 handlers stamp and the W3 handlers log to, fresh PostgreSQL databases and
+Redis DBs.
 
 This module is imported in both virtualenvs (the project's, for Hearth, and
 ``bench/.peers-venv``, for the peers) and by the worker processes of every system, so
@@ -27,6 +28,11 @@ REDIS_BASE = os.environ.get("PEERS_REDIS", "redis://127.0.0.1:6379")
 # Set by the driver before it imports an adapter; inherited by the worker processes.
 STAMPS_ENV = "PEERS_STAMPS"  # the side file W2 handlers append "<seq> <time.time()>" to
 WORKDIR_ENV = "PEERS_WORKDIR"  # a fresh directory for this run's files (SQLite databases)
+WORKLOG_ENV = "PEERS_WORKLOG"  # the side file W3 handlers log every start and finish to
+INSTANCE_ENV = "PEERS_INSTANCE"  # "<instance>.<generation>" of the worker group (W3)
+
+#: How long a W3 ``work`` job sleeps.
+WORK_SECONDS = 0.005
 
 
 def workdir() -> Path:
@@ -34,46 +40,101 @@ def workdir() -> Path:
     return Path(os.environ[WORKDIR_ENV])
 
 
-def stamp(seq: int) -> None:
-    """The W2 handler body: note when the handler started, on the machine clock.
-
-    One ``O_APPEND`` write per line keeps lines whole across processes and threads.
-    The time is read first, so the write itself is not part of the latency."""
-    now = time.time()
-    path = os.environ[STAMPS_ENV]
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+def _append(env: str, line: str) -> None:
+    fd = os.open(os.environ[env], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        os.write(fd, f"{seq} {now!r}\n".encode())
+        os.write(fd, line.encode())
     finally:
         os.close(fd)
 
 
-class StampReader:
-    """Follows the side file and answers when handler ``seq`` started."""
+def stamp(seq: int) -> None:
+    """The W2 and W4 handler body: note when the handler started, on the machine clock.
+
+    One ``O_APPEND`` write per line keeps lines whole across processes and threads.
+    The time is read first, so the write itself is not part of the latency."""
+    now = time.time()
+    _append(STAMPS_ENV, f"{seq} {now!r}\n")
+
+
+def _work_line(seq: int, phase: str) -> None:
+    now = time.time()
+    _append(WORKLOG_ENV, f"{seq} {now!r} {os.environ.get(INSTANCE_ENV, '?')} "
+                         f"{os.getpid()} {phase}\n")
+
+
+def work_started(seq: int) -> None:
+    """First thing a W3 ``work`` handler does: log ``<seq> <time> <instance> <pid> s``.
+    Every execution logs its start, so a job run twice shows twice."""
+    _work_line(seq, "s")
+
+
+def work_finished(seq: int) -> None:
+    """Last thing a W3 ``work`` handler does: the same line ending in ``d`` (its body ran
+    to the end; whether the system then recorded the outcome is up to the system)."""
+    _work_line(seq, "d")
+
+
+def work(seq: int) -> None:
+    """The W3 handler body for sync handlers: log the start, sleep 5 ms, log the end.
+    Async handlers do the same with ``await asyncio.sleep(WORK_SECONDS)``."""
+    work_started(seq)
+    time.sleep(WORK_SECONDS)
+    work_finished(seq)
+
+
+class LineReader:
+    """Follows an append-only side file and hands out the whole lines added since the
+    last look (a line still being written waits for the next look)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.offset = 0
         self.partial = b""
-        self.seen: dict[int, list[float]] = {}
 
-    def refresh(self) -> None:
-        """Read the lines appended since the last look."""
+    def new_lines(self) -> list[bytes]:
         try:
             with open(self.path, "rb") as fh:
                 fh.seek(self.offset)
                 chunk = fh.read()
         except FileNotFoundError:
-            return
+            return []
         if not chunk:
-            return
+            return []
         self.offset += len(chunk)
-        data = self.partial + chunk
-        lines = data.split(b"\n")
+        lines = (self.partial + chunk).split(b"\n")
         self.partial = lines.pop()
-        for line in lines:
+        return lines
+
+
+class WorkLog(LineReader):
+    """The W3 side file, read into ``(seq, time, instance, pid, phase)`` events."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.events: list[tuple[int, float, str, int, str]] = []
+
+    def refresh(self) -> None:
+        for line in self.new_lines():
+            seq, at, instance, pid, phase = line.decode().split()
+            self.events.append((int(seq), float(at), instance, int(pid), phase))
+
+
+class StampReader(LineReader):
+    """Follows the side file and answers when handler ``seq`` started."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.seen: dict[int, list[float]] = {}
+        #: Every handler start read so far, in file order (W4 counts and times these).
+        self.starts: list[float] = []
+
+    def refresh(self) -> None:
+        """Read the lines appended since the last look."""
+        for line in self.new_lines():
             seq, at = line.split()
             self.seen.setdefault(int(seq), []).append(float(at))
+            self.starts.append(float(at))
 
     def wait(self, seq: int, timeout: float,
              still: Callable[[], None] | None = None) -> float:
@@ -100,7 +161,11 @@ class ProcessGroup:
     kill of the parent alone would not."""
 
     def __init__(self, commands: Sequence[Sequence[str]], *, env: dict[str, str],
-                 log: Path, cwd: Path = ROOT) -> None:
+                 log: Path, cwd: Path = ROOT, label: str = "0.0") -> None:
+        #: ``<instance>.<generation>``: which instance, and how many times it was
+        #: started before (W3 restarts instance 0 as ``0.1``).
+        self.label = label
+        self.killed = False
         self.log_path = log
         self.log = open(log, "ab")  # noqa: SIM115 - closed in stop()
         self.procs: list[subprocess.Popen[bytes]] = []
@@ -118,8 +183,18 @@ class ProcessGroup:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.pgid, sig)
 
+    def kill(self) -> None:
+        """``kill -9`` the whole group at once (W3's crash), and reap it."""
+        self.signal(signal.SIGKILL)
+        for proc in self.procs:
+            proc.wait()
+        self.killed = True
+        self.log.close()
+
     def stop(self, grace: float = 10.0) -> None:
         """SIGTERM the group, then SIGKILL whatever is left after ``grace`` seconds."""
+        if self.killed:
+            return  # reaped already; its process group id may belong to another by now
         self.signal(signal.SIGTERM)
         deadline = time.monotonic() + grace
         for proc in self.procs:

@@ -11,7 +11,7 @@ from typing import Any
 
 from celery import Celery, group
 
-from bench.peers.common import flush_redis, redis_url, stamp, venv_bin
+from bench.peers.common import flush_redis, redis_url, stamp, venv_bin, work
 from bench.peers.systems.base import System
 
 REDIS_DB = 10
@@ -40,7 +40,12 @@ def stamp_task(seq: int) -> None:
     stamp(seq)
 
 
-TASKS = {"noop": noop, "stamp": stamp_task}
+@app.task(name="work")
+def work_task(seq: int) -> None:
+    work(seq)
+
+
+TASKS = {"noop": noop, "stamp": stamp_task, "work": work_task}
 
 
 class CeleryRedis(System):
@@ -48,20 +53,32 @@ class CeleryRedis(System):
     Celery default, one per core) on Redis DB 10, ``task_acks_late=True`` and
     ``worker_prefetch_multiplier=1``. ``--without-mingle --without-gossip``: with a
     single worker there is nobody to synchronise with, and both only cost start-up
-    time and broker traffic. Completion is read from the Redis result backend."""
+    time and broker traffic. Completion is read from the Redis result backend.
+    W3 runs two such workers (``-n peers0@%h``, ``peers1@%h``)."""
 
     name = "celery"
     packages = ("celery", "kombu", "redis")
     bulk_api = "group(...).apply_async(): one publish per job over one producer connection"
+    # One delay() per job publishes faster than group().apply_async() here (W1).
+    use_bulk = False
+    recovery = (
+        "acks_late: a message is acknowledged after its task ran, so the messages the "
+        "killed worker had reserved stay in the Redis transport's unacked set. Kombu "
+        "puts them back on the queue once they are older than the transport's "
+        "visibility_timeout (broker_transport_options; default 3,600 s, kept here: the "
+        "Celery docs only ask to raise it, above the longest ETA or countdown, and a "
+        "lower one redelivers tasks that are still running), checked at worker start "
+        "and then every unacked_restore_interval x unacked_restore_throttle (10 x 10 s).")
 
     def open(self) -> None:
         flush_redis(REDIS_DB)
         self.stack.callback(flush_redis, REDIS_DB)
         self.done: set[str] = set()
 
-    def worker_commands(self) -> list[list[str]]:
+    def worker_commands(self, instance: int) -> list[list[str]]:
         return [[venv_bin("celery"), "-A", "bench.peers.systems.celery", "worker",
                  "--pool", "prefork", "--concurrency", "2", "--queues", QUEUE,
+                 "--hostname", f"peers{instance}@%h",
                  "--loglevel", "WARNING", "--without-mingle", "--without-gossip"]]
 
     def enqueue(self, task: str, seq: int) -> Any:

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 from dbos import DBOS
 
-from bench.peers.common import fresh_pg_database, stamp
+from bench.peers.common import fresh_pg_database, stamp, work
 from bench.peers.systems.base import System
 
 QUEUE = "peers"
@@ -37,13 +37,19 @@ def stamp_workflow(seq: int) -> None:
     stamp(seq)
 
 
-def serve() -> None:
-    """A worker process: launch DBOS on the system database and serve the queue with
-    DBOS's defaults (a 1 s polling interval, no concurrency limit) until SIGTERM."""
+@DBOS.workflow(name="work")
+def work_workflow(seq: int) -> None:
+    work(seq)
+
+
+def serve(executor_id: str) -> None:
+    """A worker process: launch DBOS on the system database as ``executor_id`` and
+    serve the queue with DBOS's defaults (a 1 s polling interval, no concurrency limit)
+    until SIGTERM."""
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     DBOS(config={"name": "peers", "system_database_url": os.environ[URL_ENV],
-                 "log_level": "WARNING"})
+                 "executor_id": executor_id, "log_level": "WARNING"})
     DBOS.launch()
     DBOS.register_queue(QUEUE)
     stop.wait()
@@ -54,6 +60,13 @@ class _Dbos(System):
     database: ClassVar[str]
     packages = ("dbos", "SQLAlchemy", "psycopg")
     bulk_api = "none: DBOSClient.enqueue() inserts one workflow per call"
+    recovery = (
+        "Each worker process is launched with its own executor_id (peers-<instance>-<k>; "
+        "the DBOS docs ask for one per process when several serve one system database, "
+        "which is also what keeps a restart from taking the other instance's running "
+        "workflows). On launch, DBOS re-enqueues the PENDING workflows of its executor "
+        "id, so the restarted instance gets its dead predecessor's workflows back at "
+        "once; they then run as queue work again (queue polling: 1 s).")
 
     def open(self) -> None:
         import subprocess
@@ -61,7 +74,9 @@ class _Dbos(System):
         from dbos import DBOSClient
 
         if self.database == "sqlite":
-            url = f"sqlite:///{self.workdir / 'dbos.sqlite'}"
+            path = self.workdir / "dbos.sqlite"
+            path.unlink(missing_ok=True)  # W4 opens twice in one work dir
+            url = f"sqlite:///{path}"
         else:
             dsn = self.stack.enter_context(fresh_pg_database("peers_dbos"))
             url = dsn.replace("postgresql://", "postgresql+psycopg://", 1)
@@ -76,8 +91,9 @@ class _Dbos(System):
         self.stack.callback(self.client.destroy)
         self.done: set[str] = set()
 
-    def worker_commands(self) -> list[list[str]]:
-        return [[sys.executable, "-m", "bench.peers.systems.dbos"]] * PROCESSES
+    def worker_commands(self, instance: int) -> list[list[str]]:
+        return [[sys.executable, "-m", "bench.peers.systems.dbos", f"peers-{instance}-{k}"]
+                for k in range(PROCESSES)]
 
     def enqueue(self, task: str, seq: int) -> Any:
         handle = self.client.enqueue({"queue_name": QUEUE, "workflow_name": task}, seq)
@@ -99,7 +115,8 @@ class _Dbos(System):
 class DbosSqlite(_Dbos):
     """Two worker processes (one per core), each a DBOS application launched on one
     SQLite system database, serving the queue with DBOS's defaults: polled every
-    1 s, no concurrency limit, workflows run on DBOS's thread pool."""
+    1 s, no concurrency limit, workflows run on DBOS's thread pool. W3 runs two such
+    pairs of processes."""
 
     name = "dbos-sqlite"
     database = "sqlite"
@@ -108,11 +125,12 @@ class DbosSqlite(_Dbos):
 class DbosPostgres(_Dbos):
     """Two worker processes (one per core), each a DBOS application launched on a
     fresh PostgreSQL system database, serving the queue with DBOS's defaults: polled
-    every 1 s, no concurrency limit, workflows run on DBOS's thread pool."""
+    every 1 s, no concurrency limit, workflows run on DBOS's thread pool. W3 runs two
+    such pairs of processes."""
 
     name = "dbos-postgres"
     database = "postgres"
 
 
 if __name__ == "__main__":
-    serve()
+    serve(sys.argv[1] if len(sys.argv) > 1 else "local")

@@ -3,15 +3,16 @@ and real ``hearth worker --import bench.peers.systems.hearth`` processes, driven
 through the public :class:`hearth.Client` (runs in the project's ``.venv``).
 
 This module is also what the worker processes import: its ``register(worker)`` adds
-the two handlers.
+the three handlers.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from bench.peers.common import stamp, venv_bin
+from bench.peers.common import WORK_SECONDS, stamp, venv_bin, work_finished, work_started
 from bench.peers.systems.base import System
 
 #: Job slots of the one worker process (``hearth worker --concurrency``).
@@ -26,16 +27,31 @@ async def _stamp(ctx: Any) -> None:
     stamp(ctx.payload)
 
 
+async def _work(ctx: Any) -> None:
+    work_started(ctx.payload)
+    await asyncio.sleep(WORK_SECONDS)
+    work_finished(ctx.payload)
+
+
 def register(worker: Any) -> None:
     """Called by ``hearth worker --import bench.peers.systems.hearth``."""
     worker.handler("noop")(_noop)
     worker.handler("stamp")(_stamp)
+    worker.handler("work")(_work)
 
 
 class _Hearth(System):
     store: ClassVar[str]
     packages = ("hearth", "uvloop", "httpx", "SQLAlchemy", "psycopg")
     bulk_api = "Client.submit_many (POST /v1/jobs/batch, 1,000 jobs per request)"
+    backlog_required = True
+    recovery = (
+        "Each instance runs as `hearth worker --name peers-<instance>` (what a supervisor "
+        "restarting a named worker, or an enrolled bundle's fixed name, gives). The "
+        "restarted process registers under a new session, and the coordinator expires "
+        "every lease the dead process of that name held at once (WorkerRestarted); "
+        "each such job is retried after the default backoff (1 s +- 10 %). Without a "
+        "stable name the leases would run out after the job's lease_ttl (30 s default).")
 
     def open(self) -> None:
         from bench.common import coordinator, fresh_store
@@ -49,9 +65,10 @@ class _Hearth(System):
         # shows in a process listing.
         self.env.update(HEARTH_URL=coord.url, HEARTH_TOKEN=coord.token)
 
-    def worker_commands(self) -> list[list[str]]:
+    def worker_commands(self, instance: int) -> list[list[str]]:
         return [[venv_bin("hearth"), "worker", "--import", "bench.peers.systems.hearth",
-                 "--concurrency", str(CONCURRENCY), "--log-level", "warning"]]
+                 "--concurrency", str(CONCURRENCY), "--name", f"peers-{instance}",
+                 "--log-level", "warning"]]
 
     def enqueue(self, task: str, seq: int) -> Any:
         return self.client.submit(task, seq).id
@@ -74,7 +91,8 @@ class HearthSqlite(_Hearth):
     """One ``hearth coordinator`` process on a SQLite file (the default store) and one
     ``hearth worker`` process with 256 job slots (async handlers), as in ``bench/``:
     the coordinator needs one of the two cores, and one worker process fills the
-    other; more slots only mean larger lease batches (no-op handlers never block)."""
+    other; more slots only mean larger lease batches (no-op handlers never block).
+    W3 runs two such worker processes, one per instance."""
 
     name = "hearth-sqlite"
     store = "sqlite"
@@ -83,7 +101,8 @@ class HearthSqlite(_Hearth):
 class HearthPostgres(_Hearth):
     """One ``hearth coordinator`` process on a fresh PostgreSQL database and one
     ``hearth worker`` process with 256 job slots (async handlers): the coordinator
-    and PostgreSQL share one core's worth of work, one worker process the other."""
+    and PostgreSQL share one core's worth of work, one worker process the other.
+    W3 runs two such worker processes, one per instance."""
 
     name = "hearth-postgres"
     store = "postgres"

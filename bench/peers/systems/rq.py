@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from bench.peers.common import flush_redis, redis_url, stamp, venv_bin
+from bench.peers.common import flush_redis, redis_url, stamp, venv_bin, work
 from bench.peers.systems.base import System
 
 REDIS_DB = 11
@@ -23,7 +23,14 @@ def stamp_job(seq: int) -> None:
     stamp(seq)
 
 
-FUNCS = {"noop": noop, "stamp": stamp_job}
+def work_job(seq: int) -> None:
+    work(seq)
+
+
+FUNCS = {"noop": noop, "stamp": stamp_job, "work": work_job}
+#: W3 jobs are enqueued with ``Retry(max=RETRIES)``: without retries left, RQ moves an
+#: abandoned job to the FailedJobRegistry instead of running it again.
+RETRIES = 3
 
 
 class RQ(System):
@@ -49,19 +56,23 @@ class RQ(System):
         self.queue = Queue(QUEUE, connection=self.redis)
         self.finished = FinishedJobRegistry(queue=self.queue)
 
-    def worker_commands(self) -> list[list[str]]:
+    def worker_commands(self, instance: int) -> list[list[str]]:
         command = [venv_bin("rq"), "worker", "--url", redis_url(REDIS_DB),
                    "--logging_level", "WARNING", QUEUE]
         return [command, command]
 
     def enqueue(self, task: str, seq: int) -> Any:
-        return self.queue.enqueue(FUNCS[task], seq).id
+        from rq import Retry
+
+        retry = Retry(max=RETRIES) if task == "work" else None
+        return self.queue.enqueue(FUNCS[task], seq, retry=retry).id
 
     def enqueue_bulk(self, task: str, seqs: Sequence[int]) -> list[Any] | None:
-        from rq import Queue
+        from rq import Queue, Retry
 
+        retry = Retry(max=RETRIES) if task == "work" else None
         jobs = self.queue.enqueue_many(
-            [Queue.prepare_data(FUNCS[task], (seq,)) for seq in seqs])
+            [Queue.prepare_data(FUNCS[task], (seq,), retry=retry) for seq in seqs])
         return [job.id for job in jobs]
 
     def count_complete(self, handles: Sequence[Any]) -> int:
