@@ -7,7 +7,10 @@ object to ``--out``: the figures, or ``{"error": ...}`` with the reason and the 
 of the worker logs. It never leaves worker processes behind: SIGTERM unwinds through
 ``System.close``, which stops every process group it started.
 
-Usage: python -m bench.peers.driver --system NAME --workload w1|w2 --out FILE [...]
+W4 opens the system itself, once per depth (each on fresh state); the other workloads
+run on the one fresh state opened here.
+
+Usage: python -m bench.peers.driver --system NAME --workload w1|w2|w3|w4 --out FILE [...]
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from bench.peers import common, workloads
+from bench.peers import backlog, common, crash, workloads
 from bench.peers.common import WORKDIR_ENV
 from bench.peers.systems import SYSTEMS
 from bench.peers.systems.base import System
@@ -68,12 +71,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         out["versions"] = {"python": sys.version.split()[0], **system.versions()}
         uses_pg = "postgres" in system.name or system.name == "procrastinate"
         pg_before = common.pg_started_at() if uses_pg else None
-        system.open()
         out["versions"].update(server_versions(system))
-        if args.workload == "w1":
-            out.update(workloads.throughput(system, args.jobs, timeout=args.timeout))
+        if args.workload == "w4":
+            out.update(backlog.backlog(
+                system, shallow=args.backlog_shallow, deep=args.backlog_deep,
+                warmup=args.backlog_warmup, windows=args.backlog_windows,
+                max_window=args.backlog_max_window, load_limit=args.load_limit,
+                timeout=args.timeout))
         else:
-            out.update(workloads.latency(system, args.jobs, gap=args.gap))
+            system.open()
+            if args.workload == "w1":
+                out.update(workloads.throughput(system, args.jobs, timeout=args.timeout))
+            elif args.workload == "w2":
+                out.update(workloads.latency(system, args.jobs, gap=args.gap))
+            else:
+                out.update(crash.crash(system, args.jobs, deadline=args.crash_deadline))
         if uses_pg and common.pg_started_at() != pg_before:
             out["interference"] = "PostgreSQL was restarted during this part"
     except BaseException as exc:
@@ -96,10 +108,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--system", required=True, choices=sorted(SYSTEMS))
-    parser.add_argument("--workload", required=True, choices=["w1", "w2"])
-    parser.add_argument("--jobs", type=int, required=True)
+    parser.add_argument("--workload", required=True, choices=["w1", "w2", "w3", "w4"])
+    parser.add_argument("--jobs", type=int, required=True, help="W1, W2, W3: jobs")
     parser.add_argument("--gap", type=float, default=0.02)
     parser.add_argument("--timeout", type=float, default=900.0)
+    parser.add_argument("--crash-deadline", type=float, default=120.0)
+    parser.add_argument("--backlog-shallow", type=int, default=1_000)
+    parser.add_argument("--backlog-deep", type=int, default=1_000_000)
+    parser.add_argument("--backlog-warmup", type=int, default=1_000)
+    parser.add_argument("--backlog-windows", type=int, default=5)
+    parser.add_argument("--backlog-max-window", type=int, default=5_000)
+    parser.add_argument("--load-limit", type=float, default=300.0)
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--keep", action="store_true", help="keep the work dir and logs")
     args = parser.parse_args()

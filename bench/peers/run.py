@@ -13,22 +13,31 @@ Workloads (bench/peers/workloads.py has the exact definitions):
       until the system's own API reports every job complete -> drain jobs/s.
   w2  latency: idle, warmed workers; --latency-jobs jobs submitted one at a time with
       a --gap pause; latency = handler start - submit call start -> p50/p95/p99.
+  w3  crash: --crash-jobs 5 ms jobs on two worker instances; kill -9 of one instance's
+      process group at 25 % complete, restarted 1 s later -> lost jobs (by
+      --crash-deadline), duplicate executions, time from the kill until all are done.
+  w4  backlog: handler-start rate with --backlog-deep jobs queued vs --backlog-shallow,
+      each queue held at its depth by refilling -> rate at both depths and their ratio.
+      A system that would need more than --load-limit seconds to load the deep backlog
+      is recorded as skipped.
 
 Every system x workload runs in a fresh process on fresh state (a new database, a
 flushed Redis DB of its own: 10 Celery, 11 RQ, 12 Huey, 13 Dramatiq). Services used:
 Redis on 127.0.0.1:6379 and PostgreSQL on 127.0.0.1:5432 ($HEARTH_TEST_PG_DSN).
 
 Output: one JSON line per system and workload appended to bench/results/peers.jsonl,
-a summary table with Hearth's ratio to each peer (also written as Markdown to
-bench/results/peers-summary.md), and charts bench/results/peers-throughput.png and
-bench/results/peers-latency.png. A system that fails to install or run is recorded
-as {"error": ...} and the run goes on.
+summary tables with Hearth's ratio to each peer and the issue's targets (also written
+as Markdown to bench/results/peers-summary.md), and charts peers-throughput.png (W1),
+peers-latency.png (W2), peers-crash.png (W3) and peers-backlog.png (W4) under
+bench/results/. A system that fails to install or run is recorded as {"error": ...}
+and the run goes on.
 
 Examples:
-  python bench/peers/run.py                        # everything, full size (~15 min)
+  python bench/peers/run.py                        # everything, full size (~1 h)
   python bench/peers/run.py --quick                # a smoke run of every system
   python bench/peers/run.py --systems hearth-sqlite,celery --workloads w2
   python bench/peers/run.py --jobs 2000 --latency-jobs 100
+  python bench/peers/run.py --systems hearth-sqlite --workloads w4 --backlog-deep 100000
 """
 
 from __future__ import annotations
@@ -56,7 +65,7 @@ PEERS_VENV = ROOT / "bench" / ".peers-venv"
 PROJECT_VENV = ROOT / ".venv"
 REQUIREMENTS = HERE / "requirements.txt"
 RESULTS = ROOT / "bench" / "results"
-WORKLOADS = ("w1", "w2")
+WORKLOADS = ("w1", "w2", "w3", "w4")
 
 
 def venv_python(venv: Path) -> Path:
@@ -122,19 +131,31 @@ def run_part(system: str, workload: str, args: argparse.Namespace,
 
 def _drive(python: Path, system: str, workload: str, args: argparse.Namespace
            ) -> dict[str, Any]:
-    jobs = args.jobs if workload == "w1" else args.latency_jobs
+    jobs = {"w1": args.jobs, "w2": args.latency_jobs, "w3": args.crash_jobs}.get(workload, 0)
+    # How long the driver may take: W4 loads and measures twice (each depth may take
+    # --timeout to measure and twice --load-limit to load).
+    allowed = {"w3": args.crash_deadline + 300,
+               "w4": 2 * (args.timeout + 2 * args.load_limit) + 300}.get(
+                   workload, args.timeout + 180)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "out.json"
         command = [str(python), "-m", "bench.peers.driver", "--system", system,
                    "--workload", workload, "--jobs", str(jobs), "--gap", str(args.gap),
-                   "--timeout", str(args.timeout), "--out", str(out)]
+                   "--timeout", str(args.timeout), "--out", str(out),
+                   "--crash-deadline", str(args.crash_deadline),
+                   "--backlog-shallow", str(args.backlog_shallow),
+                   "--backlog-deep", str(args.backlog_deep),
+                   "--backlog-warmup", str(args.backlog_warmup),
+                   "--backlog-windows", str(args.backlog_windows),
+                   "--backlog-max-window", str(args.backlog_max_window),
+                   "--load-limit", str(args.load_limit)]
         if args.keep:
             command.append("--keep")
         log = Path(tmp) / "driver.log"
         with open(log, "wb") as fh:
             proc = subprocess.Popen(command, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT)
             try:
-                proc.wait(timeout=args.timeout + 180)
+                proc.wait(timeout=allowed)
             except subprocess.TimeoutExpired:
                 proc.terminate()  # the driver stops its workers on SIGTERM
                 try:
@@ -156,9 +177,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--systems", default=",".join(SYSTEMS), metavar="A,B,...",
                         help="comma-separated systems to run, from: "
                              f"{', '.join(SYSTEMS)} [default: all]")
-    parser.add_argument("--workloads", default=",".join(WORKLOADS), metavar="w1,w2",
-                        help="comma-separated workloads: w1 (throughput), w2 (latency) "
-                             "[default: both]")
+    parser.add_argument("--workloads", default=",".join(WORKLOADS), metavar="w1,w2,...",
+                        help="comma-separated workloads: w1 (throughput), w2 (latency), "
+                             "w3 (crash), w4 (backlog) [default: all four]")
     parser.add_argument("--jobs", type=int, default=None,
                         help="W1: no-op jobs enqueued, then drained [default 10000; "
                              "--quick: 500]")
@@ -167,12 +188,36 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--gap", type=float, default=0.02,
                         help="W2: seconds between one job's handler start and the next "
                              "submit [default 0.02]")
+    parser.add_argument("--crash-jobs", type=int, default=None,
+                        help="W3: 5 ms jobs on two instances [default 2000; --quick: 400]")
+    parser.add_argument("--crash-deadline", type=float, default=None,
+                        help="W3: seconds after the kill by which a job not reported "
+                             "complete counts as lost [default 120; --quick: 30]")
+    parser.add_argument("--backlog-deep", type=int, default=None,
+                        help="W4: the deep backlog [default 1000000; --quick: 20000]")
+    parser.add_argument("--backlog-shallow", type=int, default=None,
+                        help="W4: the shallow backlog [default 1000; --quick: 1000]")
+    parser.add_argument("--backlog-warmup", type=int, default=None,
+                        help="W4: handler starts before the windows [default 1000; "
+                             "--quick: 200]")
+    parser.add_argument("--backlog-windows", type=int, default=None,
+                        help="W4: windows measured at each depth, the median is the "
+                             "figure [default 5; --quick: 3]")
+    parser.add_argument("--backlog-max-window", type=int, default=None,
+                        help="W4: most handler starts per window (the window is ~2 s of "
+                             "work, at least 200) [default 5000; --quick: 1000]")
+    parser.add_argument("--load-limit", type=float, default=300.0,
+                        help="W4: skip the deep backlog of a system that would need more "
+                             "seconds than this to load it [default 300]")
     parser.add_argument("--quick", action="store_true",
                         help="small sizes for a smoke run of the whole harness "
                              "(a few minutes for every system)")
     parser.add_argument("--timeout", type=float, default=900.0,
                         help="seconds one system may take to drain W1 [default 900]")
     parser.add_argument("--no-charts", action="store_true", help="skip the PNG charts")
+    parser.add_argument("--results", type=Path, default=RESULTS, metavar="DIR",
+                        help="where peers.jsonl, the summary and the charts go "
+                             "[default: bench/results]")
     parser.add_argument("--keep", action="store_true",
                         help="keep each part's work dir (worker logs) and print its path")
     args = parser.parse_args()
@@ -180,6 +225,13 @@ def parse_args() -> argparse.Namespace:
         args.jobs = 500 if args.quick else 10_000
     if args.latency_jobs is None:
         args.latency_jobs = 30 if args.quick else 200
+    for name, full, quick in (("crash_jobs", 2_000, 400), ("crash_deadline", 120.0, 30.0),
+                              ("backlog_deep", 1_000_000, 20_000),
+                              ("backlog_shallow", 1_000, 1_000),
+                              ("backlog_warmup", 1_000, 200), ("backlog_windows", 5, 3),
+                              ("backlog_max_window", 5_000, 1_000)):
+        if getattr(args, name) is None:
+            setattr(args, name, quick if args.quick else full)
     args.system_list = [s.strip() for s in args.systems.split(",") if s.strip()]
     args.workload_list = [w.strip().lower() for w in args.workloads.split(",") if w.strip()]
     unknown = [s for s in args.system_list if s not in SYSTEMS]
@@ -188,19 +240,25 @@ def parse_args() -> argparse.Namespace:
                      f"{', '.join(SYSTEMS)}")
     bad = [w for w in args.workload_list if w not in WORKLOADS]
     if bad:
-        parser.error(f"unknown workload(s) {', '.join(bad)}; choose from w1, w2")
-    if args.jobs < 1 or args.latency_jobs < 1:
-        parser.error("--jobs and --latency-jobs must be at least 1")
+        parser.error(f"unknown workload(s) {', '.join(bad)}; choose from "
+                     f"{', '.join(WORKLOADS)}")
+    if min(args.jobs, args.latency_jobs, args.crash_jobs, args.backlog_windows) < 1:
+        parser.error("--jobs, --latency-jobs, --crash-jobs and --backlog-windows must be "
+                     "at least 1")
+    if args.crash_jobs < 4:
+        parser.error("--crash-jobs must be at least 4 (the kill comes at 25 %)")
+    if not 5 <= args.backlog_shallow <= args.backlog_deep:
+        parser.error("--backlog-shallow must be at least 5 and at most --backlog-deep")
     return args
 
 
-def draw_charts(records: list[dict[str, Any]]) -> list[str]:
+def draw_charts(records: list[dict[str, Any]], results: Path) -> list[str]:
     python = venv_python(PEERS_VENV)
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
         json.dump(records, fh)
         path = fh.name
     try:
-        done = subprocess.run([str(python), str(HERE / "charts.py"), path, str(RESULTS)],
+        done = subprocess.run([str(python), str(HERE / "charts.py"), path, str(results)],
                               capture_output=True, text=True, cwd=ROOT)
     finally:
         os.unlink(path)
@@ -217,7 +275,8 @@ def main() -> None:
         install_error = ensure_peers_venv()
         if install_error:
             print(f"warning: {install_error}", flush=True)
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    results: Path = args.results
+    results.mkdir(parents=True, exist_ok=True)
     host = machine()
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     records: list[dict[str, Any]] = []
@@ -232,19 +291,24 @@ def main() -> None:
                       "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                       **host, "quick": args.quick, "loadavg_1m_before": load, **result}
             records.append(record)
-            with open(RESULTS / "peers.jsonl", "a") as fh:
+            with open(results / "peers.jsonl", "a") as fh:
                 fh.write(json.dumps(record) + "\n")
             print(_brief(record, time.perf_counter() - began), flush=True)
     text, markdown = summary(records, host, started)
     print()
     print(text)
-    (RESULTS / "peers-summary.md").write_text(markdown)
-    print(f"raw figures: {(RESULTS / 'peers.jsonl').relative_to(ROOT)}; "
-          f"table: {(RESULTS / 'peers-summary.md').relative_to(ROOT)}")
+    (results / "peers-summary.md").write_text(markdown)
+    print(f"raw figures: {_shown(results / 'peers.jsonl')}; "
+          f"table: {_shown(results / 'peers-summary.md')}")
     if not args.no_charts:
-        charts = draw_charts(records)
+        charts = draw_charts(records, results)
         if charts:
-            print("charts: " + ", ".join(str(Path(c).relative_to(ROOT)) for c in charts))
+            print("charts: " + ", ".join(_shown(Path(c)) for c in charts))
+
+
+def _shown(path: Path) -> str:
+    path = path.resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
 def _brief(record: dict[str, Any], took: float) -> str:
@@ -254,6 +318,19 @@ def _brief(record: dict[str, Any], took: float) -> str:
     if record["workload"] == "w1":
         return (f"drain {record['drain_jobs_per_s']:,.0f} jobs/s, enqueue "
                 f"{record['enqueue_per_call_jobs_per_s']:,.0f}/s per call ({took:.0f}s){extra}")
+    if record["workload"] == "w3":
+        done = record["all_done_after_kill_s"]
+        return (f"lost {record['lost']}, {record['duplicate_executions']} duplicate "
+                f"executions, all done "
+                f"{'never' if done is None else f'{done:.2f} s after the kill'} "
+                f"({took:.0f}s){extra}")
+    if record["workload"] == "w4":
+        shallow = (f"{record['rate_shallow_jobs_per_s']:,.0f} jobs/s at "
+                   f"{record['shallow']:,}")
+        if record.get("skipped"):
+            return f"{shallow}; {record['deep']:,} skipped: {record['skipped']} ({took:.0f}s)"
+        return (f"{shallow}, {record['rate_deep_jobs_per_s']:,.0f} at {record['deep']:,} "
+                f"= {record['ratio']:.0%} ({took:.0f}s){extra}")
     return (f"p50 {record['p50_ms']:.2f} ms, p95 {record['p95_ms']:.2f} ms, "
             f"p99 {record['p99_ms']:.2f} ms ({took:.0f}s){extra}")
 

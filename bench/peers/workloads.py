@@ -11,6 +11,47 @@
   submitted one at a time, each after the previous one's handler started plus
   ``gap`` seconds. Latency = handler start (``time.time()`` in the handler, written to
   a side file) minus the moment the submit call began.
+- **W3 crash** (``crash.py``). Two worker instances start together, each the same set
+  of processes as in W1, in its own process group. Warm-up ``work`` jobs go in (in
+  growing bursts) until each instance has started one, and run to completion: an
+  instance that has not come up yet cannot be killed meaningfully, and a job system
+  that drains 2,000 jobs in a fraction of a second would otherwise finish them on
+  whichever instance came up first. Then the ``jobs`` (2,000) ``work`` jobs (log the
+  start, sleep 5 ms, log the end, in a side file) are enqueued while the workers run,
+  a tenth at a time (at most 200; one bulk call, or that many single calls), with a
+  completion check between two enqueues and every 5 ms after the last (or as long as
+  a check takes): when the system's own API first reports 25 % complete, instance 0's
+  whole process group gets SIGKILL. A new instance 0 starts 1 s after the kill (with
+  the names the dead one had, where the system names workers), and completion is
+  polled at the usual pace until every job is complete or ``deadline`` (120 s) after
+  the kill. Recorded: lost = jobs not reported complete by the deadline; the time
+  from the kill until all were complete (null if they never were) and whether it is
+  within 5 s; executions (handler starts) in total, duplicate executions (starts
+  beyond one per job), how many of those re-ran a job whose handler had already
+  finished once (its outcome died with the process), and how many jobs the killed
+  instance had started but not finished. Each adapter's ``recovery`` text says how
+  that system gets back a killed worker's jobs and which settings decide how soon.
+  Documented production settings are used; only where a system needs a setting to
+  recover at all is one added (RQ's ``Retry``, Procrastinate's stalled-jobs recipe,
+  DBOS's executor ids, Hearth's worker names).
+- **W4 backlog** (``backlog.py``). Leasing throughput with a deep queue (1,000,000)
+  against a shallow one (1,000), each on fresh state. The backlog of ``stamp`` jobs
+  is loaded with the workers stopped, by the system's bulk API in chunks of 10,000
+  (one call per job where there is none, or where it is the slower). Then the workers
+  start and every handler start is replaced by a new job (in batches of 200 with a
+  bulk API, as ``bench/backlog.py`` does, else one call per job at once), so each
+  queue stays at its depth and both depths carry the same submit load. The rate is
+  that of handler starts (from the side file, so polling plays no part): after
+  ``warmup`` (1,000) starts, ``windows`` (5) windows of the same number of starts at
+  both depths; the figure is the median window. The window is chosen at the shallow
+  depth as about 2 s of starts at the warm-up's rate (200 to 5,000) and reused at the
+  deep one. The lowest depth seen during the windows is recorded: a system that
+  cannot refill as fast as it drains shows it there. A peer whose loading rate
+  (measured on the shallow backlog) would need more than ``load_limit`` (300 s) for
+  the deep one is skipped for that depth, and so is one whose deep loading runs past
+  twice that: ``{"skipped": why}`` is recorded with the shallow figures. Hearth's deep
+  backlog is always measured. A depth that is not measured within ``timeout`` gets
+  the rate of the starts seen so far, marked ``timed_out``.
 
 Completion is polled: every check costs the system something (a query, a round trip),
 so the pause between checks is at least 20 ms and at least five times what the last
@@ -38,6 +79,11 @@ def check_alive(group: ProcessGroup) -> None:
                            f"{group.tail()}")
 
 
+def pause(check_s: float) -> None:
+    """The pause after a completion check that took ``check_s`` (see above)."""
+    time.sleep(max(0.02, 5 * check_s))
+
+
 def wait_complete(system: System, group: ProcessGroup, handles: Sequence[Any],
                   timeout: float) -> tuple[float, tuple[float, int] | None, int]:
     """Poll until all ``handles`` are complete. Answers (seconds until all were seen
@@ -61,7 +107,7 @@ def wait_complete(system: System, group: ProcessGroup, handles: Sequence[Any],
             raise TimeoutError(f"only {done} of {n} jobs were reported complete "
                                f"after {timeout:g}s")
         check_alive(group)
-        time.sleep(max(0.02, 5 * (now - check_began)))
+        pause(now - check_began)
 
 
 def throughput(system: System, jobs: int, timeout: float = 900.0) -> dict[str, Any]:
