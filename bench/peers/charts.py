@@ -3,9 +3,12 @@
 Usage: python bench/peers/charts.py RECORDS.json OUT_DIR
 
 Reads the run's records (the lines run.py appended to peers.jsonl) and writes
-``peers-throughput.png`` (W1: drain, per-call and bulk enqueue rates) and
-``peers-latency.png`` (W2: p50/p95/p99) into OUT_DIR; prints the paths written.
-Scales are logarithmic: the systems differ by orders of magnitude.
+``peers-throughput.png`` (W1: drain, per-call and bulk enqueue rates),
+``peers-latency.png`` (W2: p50/p95/p99), ``peers-crash.png`` (W3: time from the kill
+until all jobs were complete, or the jobs still missing at the deadline) and
+``peers-backlog.png`` (W4: the rate at both depths) into OUT_DIR, each only when the
+run has that workload; prints the paths written. Rate and latency scales are
+logarithmic: the systems differ by orders of magnitude.
 """
 
 from __future__ import annotations
@@ -106,11 +109,100 @@ def latency(records: list[dict[str, Any]], out: Path) -> Path | None:
     return path
 
 
+def crash(records: list[dict[str, Any]], out: Path) -> Path | None:
+    rows = _ok(records, "w3")
+    if not rows:
+        return None
+    deadline = max(r["deadline_s"] for r in rows)
+    rows.sort(key=lambda r: -(r["all_done_after_kill_s"] or deadline + r["lost"]))
+    names = [r["system"] for r in rows]
+    fig, ax = plt.subplots(figsize=(9, 0.45 * len(rows) + 2))
+    for i, r in enumerate(rows):
+        done = r["all_done_after_kill_s"]
+        colour = HEARTH_COLOUR if r["system"].startswith("hearth") else PEER_COLOUR
+        if done is None:
+            ax.barh(i, deadline, color="white", edgecolor=colour, hatch="//")
+            ax.text(deadline * 1.02, i, f"{r['lost']:,} of {r['jobs']:,} not done by "
+                    f"{deadline:g} s", va="center", fontsize=7)
+        else:
+            ax.barh(i, done, color=colour)
+            ax.text(done * 1.02 + 0.05, i, f"{done:.2f} s, {r['lost']} lost, "
+                    f"{r['duplicate_executions']} re-run", va="center", fontsize=7)
+    ax.axvline(r["target_s"], color="#27ae60", linestyle="--", linewidth=1)
+    ax.text(r["target_s"], len(rows) - 0.4, f" Hearth target {r['target_s']:g} s",
+            color="#27ae60", fontsize=7)
+    ax.set_yticks(range(len(rows)), names)
+    for tick in ax.get_yticklabels():
+        if tick.get_text().startswith("hearth"):
+            tick.set_fontweight("bold")
+    ax.set_xscale("symlog", linthresh=1.0)
+    ax.set_xlim(0, deadline * 4)
+    ax.set_xlabel("seconds from the kill until every job was reported complete (symmetric "
+                  "log scale)\nhatched: not all complete by the deadline")
+    ax.set_title(f"Hearth and its peers: W3 crash, {rows[0]['jobs']:,} jobs of "
+                 f"{rows[0]['work_ms']:g} ms on 2 instances, kill -9 of one at "
+                 f"{rows[0]['kill_at_fraction']:.0%}, restart 1 s later\n{_subtitle(rows)}",
+                 fontsize=10)
+    fig.tight_layout()
+    path = out / "peers-crash.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def backlog(records: list[dict[str, Any]], out: Path) -> Path | None:
+    rows = sorted(_ok(records, "w4"), key=lambda r: r["rate_shallow_jobs_per_s"])
+    if not rows:
+        return None
+    names = [r["system"] for r in rows]
+    fig, ax = plt.subplots(figsize=(9, 0.6 * len(rows) + 2))
+    h = 0.38
+    shallow = ax.barh([i + h / 2 for i in range(len(rows))],
+                      [r["rate_shallow_jobs_per_s"] for r in rows], height=h,
+                      color="#2980b9", label=f"{rows[0]['shallow']:,} queued")
+    deep = ax.barh([i - h / 2 for i in range(len(rows))],
+                   [r.get("rate_deep_jobs_per_s") or 0 for r in rows], height=h,
+                   color="#8e44ad", label=f"{rows[0]['deep']:,} queued")
+    _label_bars(ax, shallow, ",.0f")
+    _label_bars(ax, deep, ",.0f")
+    top = max(r["rate_shallow_jobs_per_s"] for r in rows)
+    ax.set_xscale("log")
+    ax.set_xlim(right=top * 30)
+    left = ax.get_xlim()[0]
+    for i, r in enumerate(rows):
+        if r.get("skipped"):
+            ax.text(left * 1.2, i - h / 2, f"{r['deep']:,}: skipped, loading would take "
+                    "too long", va="center", fontsize=7, color="#8e44ad")
+        elif r.get("ratio") is not None:
+            ax.text(top * 12, i, f"{r['ratio']:.0%}", va="center", fontsize=8,
+                    fontweight="bold" if r["system"].startswith("hearth") else None)
+        lowest = r["at_shallow"]["lowest_depth"]
+        if lowest < r["shallow"] / 10:
+            ax.text(top * 12, i + h, f"{r['shallow']:,} not held (down to {lowest:,})",
+                    va="center", fontsize=6, color="#2980b9")
+    ax.set_yticks(range(len(rows)), names)
+    for tick in ax.get_yticklabels():
+        if tick.get_text().startswith("hearth"):
+            tick.set_fontweight("bold")
+    ax.set_xlabel("handler starts/s with the queue held at its depth, median window "
+                  "(log scale)\nright: deep ÷ shallow; \"not held\": the refill could not "
+                  "keep up with the workers")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2)
+    ax.set_title(f"Hearth and its peers: W4 leasing with a deep backlog vs a shallow one"
+                 f"\n{_subtitle(rows)}", fontsize=10)
+    fig.tight_layout()
+    path = out / "peers-backlog.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def main() -> None:
     records = json.loads(Path(sys.argv[1]).read_text())
     out = Path(sys.argv[2])
     out.mkdir(parents=True, exist_ok=True)
-    for path in (throughput(records, out), latency(records, out)):
+    for path in (throughput(records, out), latency(records, out), crash(records, out),
+                 backlog(records, out)):
         if path is not None:
             print(path)
 
