@@ -64,7 +64,9 @@ clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
 
 ## make bench-peers: Hearth side by side with Celery, RQ, Huey, Dramatiq, Procrastinate
-## and DBOS (installs the pinned peers into bench/.peers-venv; ARGS="--quick" for a smoke run)
+## and DBOS on W1 throughput, W2 latency, W3 crash and W4 backlog (installs the pinned peers
+## into bench/.peers-venv; ARGS="--quick" for a smoke run, ARGS="--workloads w3,w4
+## --backlog-deep 1000000" and so on: see python bench/peers/run.py --help)
 .PHONY: bench-peers
 bench-peers: $(STAMP)
 	$(BIN)/python bench/peers/run.py $(ARGS)
