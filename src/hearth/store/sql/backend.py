@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import select as io_select
 import sqlite3
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -34,6 +36,7 @@ from sqlalchemy import (
     select,
     text,
 )
+from sqlalchemy import exc as exc_module
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -81,6 +84,12 @@ class Backend:
     def order_events(self, tx: Tx) -> None:
         """Make event ``seq`` order equal commit order until this transaction ends.
         SQLite needs nothing: its single writer commits in ``seq`` order already."""
+
+    def relax(self, tx: Tx) -> None:
+        """Let this transaction's commit return before it reaches the disk: only for
+        changes a crash may undo without breaking a promise (a lease, a heartbeat).
+        SQLite needs nothing: in WAL mode with ``synchronous=NORMAL`` no commit waits
+        for the disk (and each survives a crash of the process, not of the machine)."""
 
     def notify(self, tx: Tx, kinds: set[str]) -> None:
         """Tell other processes sharing the database that jobs changed (no-op here)."""
@@ -220,19 +229,43 @@ class SqliteBackend(Backend):
         super().dispose()
 
 
+#: A pooled PostgreSQL connection idle longer than this is pinged before use.
+PING_IDLE = 2.0
+
+
 class PostgresBackend(Backend):
-    """Pooled psycopg 3 connections (SQLAlchemy's pool, which pings a connection
-    before handing it out, so a restarted server costs no request); NOTIFY wakes the
-    other coordinator replicas."""
+    """Pooled psycopg 3 connections (SQLAlchemy's pool); NOTIFY wakes the other
+    coordinator replicas.
+
+    A transaction is one pipeline (psycopg's pipeline mode) on an autocommit
+    connection: ``BEGIN``, the statements and ``COMMIT`` are sent without waiting,
+    and only a read (``SELECT ... FOR UPDATE``) or the end of the transaction waits
+    for the server. A submit thus costs one round trip instead of seven (BEGIN, a
+    ping, each statement, COMMIT), a lease two instead of eight. A driver error
+    surfaces at the next read or at the end, still inside the transaction, and is
+    translated and rolled back as before. Migrations use a separate engine
+    (``write_engine``), with ordinary transactions.
+
+    A restarted server costs no request: a connection that sat idle for over
+    :data:`PING_IDLE` seconds, or that has anything to read (the server's goodbye),
+    is pinged before use, and one that fails is replaced. A disconnect seen during a
+    transaction retires the whole pool, so the other dead connections are never
+    handed out."""
 
     name = "postgres"
 
     def __init__(self, url: str) -> None:
         self.dsn = url
         sa_url = "postgresql+psycopg://" + url.split("://", 1)[1]
-        self.write_engine = create_engine(sa_url, pool_size=10, max_overflow=10,
-                                          pool_pre_ping=True, pool_timeout=30)
-        self.compiler = Compiler(self.write_engine.dialect)
+        self.write_engine = create_engine(sa_url, pool_size=1, max_overflow=4,
+                                          pool_pre_ping=True)
+        # LIFO: the connections in use stay warm; the rest age out and get pinged.
+        self.pool = create_engine(sa_url, pool_size=10, max_overflow=10, pool_timeout=30,
+                                  pool_use_lifo=True)
+        event.listen(self.pool, "connect", _autocommit)
+        event.listen(self.pool, "checkout", self._ping_if_idle)
+        event.listen(self.pool, "checkin", _note_use)
+        self.compiler = Compiler(self.pool.dialect)
         self.rows = JsonRowWriter()
         for stmt in (_NOTIFY, _EVENTS_LOCK):
             self.compiler.prepare(stmt)
@@ -250,15 +283,18 @@ class PostgresBackend(Backend):
     read = write
 
     def _transaction(self) -> Iterator[Tx]:
-        pooled = self.write_engine.raw_connection()
+        pooled = self.pool.raw_connection()
         conn: Any = pooled.driver_connection
-        tx = Tx(self.compiler, conn)
         try:
-            try:
-                yield tx
-            finally:
-                tx.close()
-            conn.commit()
+            with conn.pipeline():
+                tx = Tx(self.compiler, conn)
+                try:
+                    tx.raw("BEGIN")
+                    yield tx
+                    tx.raw("COMMIT")
+                finally:
+                    tx.close()
+            # Leaving the pipeline waited for every answer, the COMMIT's included.
             for fn in tx.committed:
                 fn()
         except BaseException as exc:
@@ -267,11 +303,26 @@ class PostgresBackend(Backend):
         finally:
             pooled.close()  # back to the pool
 
+    def _ping_if_idle(self, dbapi_conn: Any, record: Any, proxy: Any) -> None:
+        """Pool checkout: ping a connection that was idle for long; a failed ping
+        makes the pool replace it (``DisconnectionError``), so no request sees it."""
+        used = record.info.get("hearth_used")
+        if used is not None and time.monotonic() - used < PING_IDLE and not _readable(dbapi_conn):
+            return
+        try:
+            alive = self.pool.dialect.do_ping(dbapi_conn)
+        except Exception as exc:
+            raise exc_module.DisconnectionError(f"the pooled connection is gone: {exc}") from exc
+        if not alive:
+            raise exc_module.DisconnectionError("the pooled connection is gone")
+
     def _abandon(self, pooled: Any, conn: Any, exc: BaseException) -> None:
-        """Roll back; a connection the server dropped is thrown away, not pooled."""
-        dialect: Any = self.write_engine.dialect
+        """Roll back; a connection the server dropped is thrown away, not pooled, and
+        so are all the others (a restarted server dropped them too)."""
+        dialect: Any = self.pool.dialect
         if isinstance(exc, dialect.loaded_dbapi.Error) and dialect.is_disconnect(exc, conn, None):
             pooled.invalidate(exc)
+            self.pool.dispose(close=False)
             return
         try:
             conn.rollback()
@@ -297,6 +348,13 @@ class PostgresBackend(Backend):
         # take it last, so no one waits on anything while holding it.
         tx.execute(_EVENTS_LOCK)
 
+    def relax(self, tx: Tx) -> None:
+        # A lease or heartbeat lost in a server crash (the last ~0.6 s of them) only
+        # means the job is leasable again: the worker's outcome is then refused as
+        # stale, and at-least-once holds. Any later synchronous commit (a finish)
+        # flushes it anyway. Submits, outcomes and everything else stay synchronous.
+        tx.raw("SET LOCAL synchronous_commit TO OFF")
+
     def notify(self, tx: Tx, kinds: set[str]) -> None:
         payload = f"{self.sender}|{','.join(sorted(kinds))}"[:7000]
         tx.execute(_NOTIFY, {"channel": NOTIFY_CHANNEL, "payload": payload})
@@ -310,7 +368,27 @@ class PostgresBackend(Backend):
     def dispose(self) -> None:
         for listener in self._listeners:
             listener.stop()
+        self.pool.dispose()
         super().dispose()
+
+
+def _readable(dbapi_conn: Any) -> bool:
+    """Whether an idle connection has something to read: nothing should arrive on
+    one, so it is the server's goodbye (a restart or a terminated backend closes
+    every connection with a FATAL message). One ``select`` call, no round trip."""
+    try:
+        return bool(io_select.select([dbapi_conn.pgconn.socket], [], [], 0)[0])
+    except (OSError, ValueError, dbapi_conn.OperationalError):
+        return True
+
+
+def _autocommit(dbapi_conn: Any, record: Any) -> None:
+    """Transactions are begun and committed by hand, inside one pipeline."""
+    dbapi_conn.autocommit = True
+
+
+def _note_use(dbapi_conn: Any, record: Any) -> None:
+    record.info["hearth_used"] = time.monotonic()
 
 
 class _Listener(threading.Thread):

@@ -289,6 +289,7 @@ class SqlStore(SqlSecurity):
         if limit < 1 or not kinds:
             return []
         with self._b.write() as tx:
+            self._b.relax(tx)
             candidates: list[Any] = []
             query = _LEASE_KIND_IN if namespaces else _LEASE_KIND
             params: dict[str, Any] = {"now": now, "limit": limit}
@@ -308,10 +309,12 @@ class SqlStore(SqlSecurity):
 
     def _per_item(self, items: Sequence[_Item], *, worker: str, now: float,
                   step: Callable[[Job, Any], tuple[Job, Event | None]],
-                  touch: bool = False) -> list[ItemResult]:
+                  touch: bool = False, relaxed: bool = False) -> list[ItemResult]:
         """One transaction applying ``step`` to each item's job; an item that fails
         (not found, stale, foreign) is answered alone and changes nothing."""
         with self._b.write() as tx:
+            if relaxed:
+                self._b.relax(tx)
             current = self._load(tx, (i.job_id for i in items), lock=True)
             results: list[ItemResult] = []
             changed: list[Change] = []
@@ -335,7 +338,8 @@ class SqlStore(SqlSecurity):
         def step(job: Job, item: HeartbeatItem) -> tuple[Job, Event | None]:
             return tr.heartbeat(job, token=item.token, now=now, progress=item.progress)
 
-        return self._per_item(items, worker=worker, now=now, step=step, touch=True)
+        return self._per_item(items, worker=worker, now=now, step=step, touch=True,
+                              relaxed=True)
 
     @staticmethod
     def _own(current: dict[str, Job], job_id: str, token: str, worker: str, now: float) -> Job:

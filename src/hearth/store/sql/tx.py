@@ -192,14 +192,20 @@ class Tx:
         """Every row of a query as a dict by column name (for the cold paths)."""
         sql, args = self._compiler.bind(stmt, params)
         self._cur.execute(sql, args)
+        found = self._cur.fetchall()  # first: in pipeline mode it waits for the answer
         names = [d[0] for d in self._cur.description]
-        return [dict(zip(names, row, strict=True)) for row in self._cur.fetchall()]
+        return [dict(zip(names, row, strict=True)) for row in found]
 
-    def execute(self, stmt: ClauseElement, params: Params | None = None) -> int:
-        """Run a statement; answer how many rows it changed."""
+    def execute(self, stmt: ClauseElement, params: Params | None = None) -> None:
+        """Run a statement whose result is not needed. On PostgreSQL it is sent
+        without waiting (pipeline mode): an error it causes surfaces at the next read
+        or at the commit, still inside this transaction."""
         sql, args = self._compiler.bind(stmt, params)
         self._cur.execute(sql, args)
-        return int(self._cur.rowcount)
+
+    def raw(self, sql: str) -> None:
+        """Run a fixed SQL command with no parameters (``BEGIN``, ``COMMIT``)."""
+        self._cur.execute(sql)
 
     def executemany(self, stmt: ClauseElement, rows: Sequence[Params]) -> None:
         """Run a statement once per row, in one driver call; ``stmt`` is prepared on
