@@ -42,7 +42,7 @@ def register(worker: Any) -> None:
 
 class _Hearth(System):
     store: ClassVar[str]
-    packages = ("hearth", "uvloop", "httpx", "SQLAlchemy", "psycopg")
+    packages = ("hearth", "uvloop", "aiohttp", "SQLAlchemy", "psycopg")
     bulk_api = "Client.submit_many (POST /v1/jobs/batch, 1,000 jobs per request)"
     backlog_required = True
     recovery = (
