@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     except BaseException as exc:
         out["error"] = f"{type(exc).__name__}: {exc}"
         out["traceback"] = traceback.format_exc(limit=6)
-        out["worker_logs"] = {str(g.log_path.name): g.tail() for g in system.groups}
+        out["worker_logs"] = {str(g.log_path.name): g.tail() for g in system.started}
     finally:
         try:
             system.close()

@@ -72,6 +72,9 @@ class System(ABC):
         self.env = child_env(**{STAMPS_ENV: str(self.stamps), WORKLOG_ENV: str(self.worklog)})
         self.stack = contextlib.ExitStack()
         self.groups: list[ProcessGroup] = []
+        #: Every group ever started, for the logs of a failed part (``groups`` holds
+        #: only those not stopped yet).
+        self.started: list[ProcessGroup] = []
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -100,6 +103,7 @@ class System(ABC):
                              env={**self.env, INSTANCE_ENV: label}, label=label,
                              log=self.workdir / f"workers-{label}.log")
         self.groups.append(group)
+        self.started.append(group)
         return group
 
     def stop_workers(self, group: ProcessGroup) -> None:
