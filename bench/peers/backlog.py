@@ -69,14 +69,15 @@ def _at_depth(system: System, depth: int, *, warmup: int, windows: int,
         load_s = time.perf_counter() - began
         reader = StampReader(system.stamps)
         group = system.start_workers()
-        window, lowest, complete = _hold(system, group, reader, depth, refill=refill,
-                                         warmup=warmup, windows=windows, window=window,
-                                         max_window=max_window, timeout=timeout)
+        window, (lowest, mean), complete = _hold(
+            system, group, reader, depth, refill=refill, warmup=warmup, windows=windows,
+            window=window, max_window=max_window, timeout=timeout)
         system.stop_workers(group)
     finally:
         system.close()
     out = {"depth": depth, "load_s": load_s, "load_jobs_per_s": depth / load_s,
-           "loader": loader, "window": window, "lowest_depth": lowest}
+           "loader": loader, "window": window, "lowest_depth": lowest,
+           "mean_depth": round(mean)}
     starts = sorted(reader.starts)
     if complete:
         rates = window_rates(starts, warmup, window, windows)
@@ -90,14 +91,14 @@ def _at_depth(system: System, depth: int, *, warmup: int, windows: int,
 
 def _hold(system: System, group: ProcessGroup, reader: StampReader, depth: int, *,
           refill: int, warmup: int, windows: int, window: int | None, max_window: int,
-          timeout: float) -> tuple[int, int, bool]:
+          timeout: float) -> tuple[int, tuple[int, float], bool]:
     """Replace every handler start with a new job until ``warmup`` + ``windows`` x
-    window starts were seen. Answers (the window, the lowest depth seen after the
-    warm-up, whether it got there before ``timeout``)."""
+    window starts were seen. Answers (the window, (the lowest and the mean depth seen
+    after the warm-up, at each look), whether it got there before ``timeout``)."""
     submitted = next_seq = depth
     chosen = window or 0  # the window, once the warm-up is over
     target = 0
-    lowest = depth
+    lowest, total, looks = depth, 0, 0
     deadline = time.monotonic() + timeout
     next_alive_check = time.monotonic() + 1
     while True:
@@ -108,8 +109,10 @@ def _hold(system: System, group: ProcessGroup, reader: StampReader, depth: int, 
             target = warmup + windows * chosen
         if target:
             if started >= target:
-                return chosen, lowest, True
+                return chosen, (lowest, total / looks if looks else depth), True
             lowest = min(lowest, submitted - started)
+            total += submitted - started
+            looks += 1
         # Replace what started: in batches of ``refill`` with a bulk API, else at once,
         # one call per job (so one call per job either way).
         missing = depth - (submitted - started)
@@ -121,7 +124,7 @@ def _hold(system: System, group: ProcessGroup, reader: StampReader, depth: int, 
             continue
         now = time.monotonic()
         if now > deadline:
-            return chosen or warmup, lowest, False
+            return chosen or warmup, (lowest, total / looks if looks else depth), False
         if now > next_alive_check:
             check_alive(group)
             next_alive_check = now + 1

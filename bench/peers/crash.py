@@ -1,12 +1,16 @@
 """W3 crash: two worker instances, ``kill -9`` of one at 25 %, a restart 1 s later.
 
 The definition, and why it is so, is in :mod:`bench.peers.workloads`' docstring, with
-the other workloads'. This module only runs it and tallies the side file.
+the other workloads'. This module runs it and tallies the side file. The kill and
+the restart come from a thread that reads only the side file (never the system's
+client, which is the main thread's), so that they land on time while the main thread
+is still in a long enqueue call.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -14,14 +18,54 @@ from typing import Any
 
 from bench.peers.common import WORK_SECONDS, ProcessGroup, WorkLog
 from bench.peers.systems.base import System
-from bench.peers.workloads import check_alive, wait_complete
+from bench.peers.workloads import check_alive, pause, wait_complete
 
-#: The fraction complete at which instance 0 is killed, the pause before its restart,
-#: and Hearth's target (all done within this many seconds of the kill).
+#: The fraction of handlers finished at which instance 0 is killed, the pause before
+#: its restart, and Hearth's target (all done within this many seconds of the kill).
 KILL_AT, RESTART_AFTER, CRASH_TARGET_S = 0.25, 1.0, 5.0
-#: At most this many jobs per enqueue (one bulk call, or that many single calls)
-#: between two polls.
-CHUNK = 200
+
+
+class Killer(threading.Thread):
+    """Watches the side file; once ``threshold`` of jobs ``0..jobs-1`` have finished
+    their handler, kills ``doomed`` and, ``RESTART_AFTER`` later, starts a new
+    instance 0. Touches the system only through ``start_workers``."""
+
+    def __init__(self, system: System, doomed: ProcessGroup, jobs: int, threshold: int
+                 ) -> None:
+        super().__init__(name="w3-killer", daemon=True)
+        self.system, self.doomed, self.jobs, self.threshold = system, doomed, jobs, threshold
+        self.stopping = threading.Event()
+        self.restarted = threading.Event()
+        self.killed_at: float | None = None  # perf_counter() of the kill
+        self.finished_at_kill = 0
+        self.restart_after = 0.0
+        self.replacement: ProcessGroup | None = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            log = WorkLog(self.system.worklog)
+            finished: set[int] = set()
+            seen = 0
+            while len(finished) < self.threshold:
+                if self.stopping.wait(0.002):
+                    return
+                log.refresh()
+                for seq, _, _, _, phase in log.events[seen:]:
+                    if phase == "d" and 0 <= seq < self.jobs:
+                        finished.add(seq)
+                seen = len(log.events)
+            self.doomed.kill()
+            self.killed_at = time.perf_counter()
+            self.finished_at_kill = len(finished)
+            if self.stopping.wait(max(0.0, self.killed_at + RESTART_AFTER
+                                      - time.perf_counter())):
+                return
+            self.replacement = self.system.start_workers(instance=0)
+            self.restart_after = time.perf_counter() - self.killed_at
+            self.restarted.set()
+        except BaseException as exc:
+            self.error = exc
 
 
 def crash(system: System, jobs: int = 2_000, deadline: float = 120.0,
@@ -33,59 +77,17 @@ def crash(system: System, jobs: int = 2_000, deadline: float = 120.0,
     # Counts of systems that count every job in their fresh state (not per handle)
     # include the warm-up jobs: those are taken off.
     baseline = system.count_complete([])
-    threshold = math.ceil(jobs * KILL_AT)
-    began = time.perf_counter()
-    chunk = max(1, min(CHUNK, jobs // 10))
-    todo = [range(s, min(s + chunk, jobs)) for s in range(0, jobs, chunk)]
-    handles: list[Any] = []
-    enqueue_s = 0.0
-    at_kill = 0
-    killed = 0.0  # perf_counter() of the kill, once it happened
-    replacement: ProcessGroup | None = None
-    restarted = 0.0
-    done_after: float | None = None
-    while True:
-        if todo:
-            # A tenth of the jobs (at most CHUNK) per bulk call, or as many calls,
-            # between two polls.
-            handles += system.enqueue_many("work", todo.pop(0))
-            if not todo:
-                enqueue_s = time.perf_counter() - began
-        check_began = time.perf_counter()
-        done = system.count_complete(handles) - baseline
-        now = time.perf_counter()
-        if not killed:
-            if done >= threshold:
-                doomed.kill()
-                killed, at_kill = time.perf_counter(), done
-            elif now - began > start_timeout:
-                raise TimeoutError(f"only {done} of {jobs} jobs were complete "
-                                   f"{start_timeout:g}s after the first was enqueued")
-            else:
-                check_alive(doomed)
-                check_alive(other)
-        else:
-            # Polled from the kill on, the restart pause included; the new instance 0
-            # starts 1 s after the kill even if every job is complete by then.
-            if done >= jobs and done_after is None:
-                done_after = now - killed
-            if replacement is None and now - killed >= RESTART_AFTER:
-                replacement = system.start_workers(instance=0)
-                restarted = time.perf_counter() - killed
-            if replacement is not None:
-                if done_after is not None or now - killed > deadline:
-                    break
-                if not (other.alive() or replacement.alive()):
-                    check_alive(replacement)
-        if todo:
-            continue
-        # Before the kill, look often (the kill should land near 25 %); after it, at
-        # the usual pace, but wake up for the restart.
-        check_s = now - check_began
-        pause = max(0.02, 5 * check_s) if killed else max(0.005, check_s)
-        if killed and replacement is None:
-            pause = min(pause, max(0.0, killed + RESTART_AFTER - time.perf_counter()))
-        time.sleep(pause)
+    killer = Killer(system, doomed, jobs, math.ceil(jobs * KILL_AT))
+    killer.start()
+    try:
+        began = time.perf_counter()
+        handles = system.enqueue_many("work", range(jobs))
+        enqueue_s = time.perf_counter() - began
+        done, done_after = _until_done(system, killer, other, handles, baseline, jobs,
+                                       began, deadline, start_timeout)
+    finally:
+        killer.stopping.set()
+        killer.join()
     time.sleep(0.2)  # the last lines of the side file
     log.refresh()
     return {
@@ -94,12 +96,11 @@ def crash(system: System, jobs: int = 2_000, deadline: float = 120.0,
         "instances": 2,
         "warmup_jobs": warm,
         "enqueue_s": enqueue_s,
-        "enqueued_with": (f"{chunk} jobs per bulk call" if system.bulk
-                          else "one call per job"),
+        "enqueued_with": "one bulk call" if system.bulk else "one call per job",
         "kill_at_fraction": KILL_AT,
-        "complete_at_kill": at_kill,
-        "kill_after_first_enqueue_s": killed - began,
-        "restart_after_kill_s": restarted,
+        "finished_at_kill": killer.finished_at_kill,
+        "kill_after_first_enqueue_s": (killer.killed_at or began) - began,
+        "restart_after_kill_s": killer.restart_after,
         "deadline_s": deadline,
         "complete_at_end": done,
         "lost": jobs - done,
@@ -109,6 +110,37 @@ def crash(system: System, jobs: int = 2_000, deadline: float = 120.0,
         **tally_work(log.events, jobs, killed=doomed.label),
         "recovery": system.recovery,
     }
+
+
+def _until_done(system: System, killer: Killer, other: ProcessGroup, handles: list[Any],
+                baseline: int, jobs: int, began: float, deadline: float,
+                start_timeout: float) -> tuple[int, float | None]:
+    """Poll the system's count (at the usual pace) until every job is complete and the
+    restart happened, or ``deadline`` after the kill. Answers (jobs complete, seconds
+    from the kill until all were, or None)."""
+    done_after: float | None = None
+    while True:
+        check_began = time.perf_counter()
+        done = system.count_complete(handles) - baseline
+        now = time.perf_counter()
+        if killer.error is not None:
+            raise killer.error
+        if killer.killed_at is None:
+            if now - began > start_timeout:
+                raise TimeoutError(f"{done} of {jobs} jobs were complete and instance 0 "
+                                   f"still not killed {start_timeout:g}s after the "
+                                   "first was enqueued")
+            check_alive(other)
+        else:
+            if done >= jobs and done_after is None:
+                done_after = now - killer.killed_at
+            if killer.restarted.is_set():
+                if done_after is not None or now - killer.killed_at > deadline:
+                    return done, done_after
+                if killer.replacement is not None and not (
+                        other.alive() or killer.replacement.alive()):
+                    check_alive(killer.replacement)
+        pause(now - check_began)
 
 
 def warm_instances(system: System, log: WorkLog, groups: Sequence[ProcessGroup],

@@ -83,7 +83,7 @@ def _cell(record: dict[str, Any] | None, key: str, fmt: str, none: str = "—") 
 def crash_rows(records: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
     """The W3 table."""
     w3 = _by(records, "w3")
-    header = ["system", "complete at kill", "killed in flight", "lost", "duplicate runs",
+    header = ["system", "handlers done at kill", "killed in flight", "lost", "duplicate runs",
               "of them after a finished run", "all done after kill s",
               f"≤ {CRASH_TARGET_S:g} s", "Hearth-SQLite time ratio", "Hearth-PG time ratio"]
     hs = _ok(w3.get("hearth-sqlite"), "all_done_after_kill_s")
@@ -94,7 +94,7 @@ def crash_rows(records: list[dict[str, Any]]) -> tuple[list[str], list[list[str]
         done = _ok(r, "all_done_after_kill_s")
         peer = name not in HEARTH
         table.append([
-            name, _cell(r, "complete_at_kill", ","), _cell(r, "killed_in_flight", ","),
+            name, _cell(r, "finished_at_kill", ","), _cell(r, "killed_in_flight", ","),
             _cell(r, "lost", ","), _cell(r, "duplicate_executions", ","),
             _cell(r, "duplicates_after_finish", ","),
             _cell(r, "all_done_after_kill_s", ".2f",
@@ -108,7 +108,8 @@ def backlog_rows(records: list[dict[str, Any]]) -> tuple[list[str], list[list[st
     """The W4 table."""
     w4 = _by(records, "w4")
     header = ["system", "load jobs/s", "jobs/s shallow", "jobs/s deep", "deep ÷ shallow",
-              "lowest depth shallow", "Hearth-SQLite deep ratio", "Hearth-PG deep ratio"]
+              "shallow depth mean / lowest", "Hearth-SQLite deep ratio",
+              "Hearth-PG deep ratio"]
     hs = _ok(w4.get("hearth-sqlite"), "rate_deep_jobs_per_s")
     hp = _ok(w4.get("hearth-postgres"), "rate_deep_jobs_per_s")
     table = []
@@ -118,13 +119,16 @@ def backlog_rows(records: list[dict[str, Any]]) -> tuple[list[str], list[list[st
         skipped = "skipped" if r.get("skipped") else "—"
         shallow = r.get("at_shallow") or {}
         loaded = (r.get("at_deep") or shallow).get("load_jobs_per_s")
+        partial = any((r.get(k) or {}).get("timed_out") for k in ("at_shallow", "at_deep"))
         peer = name not in HEARTH
         table.append([
             name, "error" if "error" in r else _fmt(loaded, ",.0f"),
             _cell(r, "rate_shallow_jobs_per_s", ",.0f"),
-            _cell(r, "rate_deep_jobs_per_s", ",.0f", none=skipped),
-            _cell(r, "ratio", ".0%", none=skipped),
-            "error" if "error" in r else _fmt(shallow.get("lowest_depth"), ","),
+            _cell(r, "rate_deep_jobs_per_s", ",.0f", none=skipped)
+            + (" (timed out)" if partial else ""),
+            _cell(r, "ratio", ".1%" if (r.get("ratio") or 1) < 0.1 else ".0%", none=skipped),
+            "error" if "error" in r else
+            f"{_fmt(shallow.get('mean_depth'), ',')} / {_fmt(shallow.get('lowest_depth'), ',')}",
             _ratio(hs, deep) if peer else "", _ratio(hp, deep) if peer else ""])
     return header, table
 
@@ -214,13 +218,28 @@ def _backlog_verdicts(w4: dict[str, dict[str, Any]]) -> list[str]:
                          f"({r['skipped']}): target NOT measured")
             continue
         met = r["ratio"] >= BACKLOG_TARGET
+        if any((r.get(k) or {}).get("timed_out") for k in ("at_shallow", "at_deep")):
+            lines.append(f"W4 backlog, {name}: a depth was not measured to the end in "
+                         "time; its rate is that of the handler starts seen")
         lines.append(f"W4 backlog, {name}: {r['rate_deep_jobs_per_s']:,.0f} jobs/s with "
                      f"{r['deep']:,} queued vs {r['rate_shallow_jobs_per_s']:,.0f} with "
                      f"{r['shallow']:,} = {r['ratio']:.0%} (target ≥ {BACKLOG_TARGET:.0%}: "
                      f"{'met' if met else 'NOT met'})")
     for name, r in w4.items():
-        if name not in HEARTH and r.get("skipped"):
+        held = (r.get("at_shallow") or {}).get("mean_depth")
+        if held is not None and held < r["shallow"] / 2:
+            lines.append(f"W4 {name}: the {r['shallow']:,} queue was not held (mean depth "
+                         f"{held:,}): the refill could not keep up, so that rate is partly "
+                         "the feeder's")
+        if name in HEARTH or "error" in r:
+            continue
+        if r.get("skipped"):
             lines.append(f"W4 {name}: the deep backlog was skipped: {r['skipped']}")
+        elif (r.get("at_deep") or {}).get("timed_out"):
+            deep = r["at_deep"]
+            lines.append(f"W4 {name}: {deep['handler_starts']:,} handler starts at "
+                         f"{r['deep']:,} queued in the time allowed "
+                         f"({deep['jobs_per_s']:,.1f} jobs/s)")
     return lines
 
 
@@ -264,8 +283,9 @@ def summary(records: list[dict[str, Any]], host: dict[str, str], started: str
     if _systems(records, "w3"):
         sections.append((
             f"W3 crash: kill -9 of one of two worker instances at "
-            f"{(w3 or {}).get('kill_at_fraction', 0.25):.0%} complete, restarted 1 s later; "
-            "lost = not reported complete by the deadline", crash_rows(records)))
+            f"{(w3 or {}).get('kill_at_fraction', 0.25):.0%} of the handlers finished, "
+            "restarted 1 s later; lost = not reported complete by the deadline",
+            crash_rows(records)))
         ratios.append("W3 time: peer ÷ Hearth")
     if _systems(records, "w4"):
         sections.append((

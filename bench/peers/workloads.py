@@ -14,26 +14,28 @@
 - **W3 crash** (``crash.py``). Two worker instances start together, each the same set
   of processes as in W1, in its own process group. Warm-up ``work`` jobs go in (in
   growing bursts) until each instance has started one, and run to completion: an
-  instance that has not come up yet cannot be killed meaningfully, and a job system
-  that drains 2,000 jobs in a fraction of a second would otherwise finish them on
+  instance that has not come up yet cannot be killed meaningfully, and a system that
+  drains 2,000 jobs in a fraction of a second would otherwise run them all on
   whichever instance came up first. Then the ``jobs`` (2,000) ``work`` jobs (log the
   start, sleep 5 ms, log the end, in a side file) are enqueued while the workers run,
-  a tenth at a time (at most 200; one bulk call, or that many single calls), with a
-  completion check between two enqueues and every 5 ms after the last (or as long as
-  a check takes): when the system's own API first reports 25 % complete, instance 0's
-  whole process group gets SIGKILL. A new instance 0 starts 1 s after the kill (with
-  the names the dead one had, where the system names workers), and completion is
-  polled at the usual pace until every job is complete or ``deadline`` (120 s) after
-  the kill. Recorded: lost = jobs not reported complete by the deadline; the time
-  from the kill until all were complete (null if they never were) and whether it is
-  within 5 s; executions (handler starts) in total, duplicate executions (starts
-  beyond one per job), how many of those re-ran a job whose handler had already
-  finished once (its outcome died with the process), and how many jobs the killed
-  instance had started but not finished. Each adapter's ``recovery`` text says how
-  that system gets back a killed worker's jobs and which settings decide how soon.
-  Documented production settings are used; only where a system needs a setting to
-  recover at all is one added (RQ's ``Retry``, Procrastinate's stalled-jobs recipe,
-  DBOS's executor ids, Hearth's worker names).
+  all at once (one bulk call, or one call per job), so that a queue builds up. A
+  thread that reads only the side file kills instance 0's whole process group
+  (SIGKILL) as soon as 25 % of the jobs have finished their handler (the system's own
+  count trails that by its outcome reporting), and starts a new instance 0 1 s later
+  (with the names the dead one had, where the system names workers): both land on
+  time even while the main thread is still enqueueing. The main thread, once done
+  enqueueing, polls the system's own count at the usual pace until every job is
+  complete or ``deadline`` (120 s) after the kill. Recorded: lost = jobs not
+  reported complete by the deadline; the time from the kill until all were complete
+  (null if they never were) and whether it is within 5 s; executions (handler
+  starts) in total, duplicate executions (starts beyond one per job), how many of
+  those re-ran a job whose handler had already finished once (its outcome died with
+  the process), and how many jobs the killed instance had started but not finished.
+  Each adapter's ``recovery`` text says how that system gets back a killed worker's
+  jobs and which settings decide how soon. Documented production settings are used;
+  only where a system needs a setting to recover at all is one added (RQ's
+  ``Retry``, Procrastinate's stalled-jobs recipe, DBOS's executor ids, Hearth's
+  worker names).
 - **W4 backlog** (``backlog.py``). Leasing throughput with a deep queue (1,000,000)
   against a shallow one (1,000), each on fresh state. The backlog of ``stamp`` jobs
   is loaded with the workers stopped, by the system's bulk API in chunks of 10,000
@@ -45,8 +47,9 @@
   ``warmup`` (1,000) starts, ``windows`` (5) windows of the same number of starts at
   both depths; the figure is the median window. The window is chosen at the shallow
   depth as about 2 s of starts at the warm-up's rate (200 to 5,000) and reused at the
-  deep one. The lowest depth seen during the windows is recorded: a system that
-  cannot refill as fast as it drains shows it there. A peer whose loading rate
+  deep one. The mean and the lowest depth seen during the windows are recorded: a
+  system whose refill cannot keep up with its workers shows it there (the shallow
+  rate is then partly the feeder's). A peer whose loading rate
   (measured on the shallow backlog) would need more than ``load_limit`` (300 s) for
   the deep one is skipped for that depth, and so is one whose deep loading runs past
   twice that: ``{"skipped": why}`` is recorded with the shallow figures. Hearth's deep

@@ -16,7 +16,7 @@ HOST = {"machine": "x86_64 2 cores", "cpu": "test"}
 
 def _w3(system: str, done: float | None, lost: int = 0) -> dict[str, Any]:
     return {"system": system, "workload": "w3", "jobs": 2000, "work_ms": 5.0,
-            "kill_at_fraction": 0.25, "complete_at_kill": 500, "killed_in_flight": 3,
+            "kill_at_fraction": 0.25, "finished_at_kill": 500, "killed_in_flight": 3,
             "lost": lost, "duplicate_executions": 3, "duplicates_after_finish": 0,
             "all_done_after_kill_s": done, "deadline_s": 120.0,
             "within_target": done is not None and done <= 5 and not lost}
@@ -27,7 +27,8 @@ def _w4(system: str, shallow: float, deep: float | None,
     record: dict[str, Any] = {
         "system": system, "workload": "w4", "shallow": 1000, "deep": 1_000_000,
         "skipped": skipped, "rate_shallow_jobs_per_s": shallow,
-        "at_shallow": {"load_jobs_per_s": 10_000.0, "lowest_depth": 700}}
+        "at_shallow": {"load_jobs_per_s": 10_000.0, "lowest_depth": 700,
+                       "mean_depth": 850}}
     if deep is not None:
         record.update(rate_deep_jobs_per_s=deep, ratio=deep / shallow,
                       at_deep={"load_jobs_per_s": 12_000.0, "lowest_depth": 999_000})
@@ -63,6 +64,7 @@ def test_backlog_table_and_target() -> None:
     rq = dict(zip(header, table[2], strict=True))
     assert rq["deep ÷ shallow"] == "112%"
     assert rq["Hearth-SQLite deep ratio"] == "50.00x"
+    assert rq["shallow depth mean / lowest"] == "850 / 700"
     dbos = dict(zip(header, table[3], strict=True))
     assert dbos["jobs/s deep"] == "skipped"
     assert dbos["Hearth-PG deep ratio"] == "—"
@@ -71,6 +73,10 @@ def test_backlog_table_and_target() -> None:
     assert any("hearth-postgres" in ln and "= 67%" in ln and "NOT met" in ln
                for ln in lines)
     assert any("dbos-sqlite: the deep backlog was skipped: too slow" in ln for ln in lines)
+    assert not any("not held" in ln for ln in lines)
+    records[2]["at_shallow"]["mean_depth"] = 120
+    assert any("W4 rq: the 1,000 queue was not held (mean depth 120)" in ln
+               for ln in verdicts(records))
 
 
 def test_summary_has_a_section_per_workload_present() -> None:
