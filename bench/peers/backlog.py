@@ -69,7 +69,7 @@ def _at_depth(system: System, depth: int, *, warmup: int, windows: int,
         load_s = time.perf_counter() - began
         reader = StampReader(system.stamps)
         group = system.start_workers()
-        window, (lowest, mean), complete = _hold(
+        window, (lowest, mean, dry), complete = _hold(
             system, group, reader, depth, refill=refill, warmup=warmup, windows=windows,
             window=window, max_window=max_window, timeout=timeout)
         system.stop_workers(group)
@@ -77,7 +77,7 @@ def _at_depth(system: System, depth: int, *, warmup: int, windows: int,
         system.close()
     out = {"depth": depth, "load_s": load_s, "load_jobs_per_s": depth / load_s,
            "loader": loader, "window": window, "lowest_depth": lowest,
-           "mean_depth": round(mean)}
+           "mean_depth": round(mean), "nearly_dry": round(dry, 3)}
     starts = sorted(reader.starts)
     if complete:
         rates = window_rates(starts, warmup, window, windows)
@@ -91,14 +91,19 @@ def _at_depth(system: System, depth: int, *, warmup: int, windows: int,
 
 def _hold(system: System, group: ProcessGroup, reader: StampReader, depth: int, *,
           refill: int, warmup: int, windows: int, window: int | None, max_window: int,
-          timeout: float) -> tuple[int, tuple[int, float], bool]:
+          timeout: float) -> tuple[int, tuple[int, float, float], bool]:
     """Replace every handler start with a new job until ``warmup`` + ``windows`` x
     window starts were seen. Answers (the window, (the lowest and the mean depth seen
-    after the warm-up, at each look), whether it got there before ``timeout``)."""
+    after the warm-up, and the share of looks that found less than a twentieth of it
+    left), whether it got there before ``timeout``)."""
     submitted = next_seq = depth
     chosen = window or 0  # the window, once the warm-up is over
     target = 0
-    lowest, total, looks = depth, 0, 0
+    lowest, total, looks, dry = depth, 0, 0, 0
+
+    def held() -> tuple[int, float, float]:
+        return (lowest, total / looks, dry / looks) if looks else (depth, depth, 0.0)
+
     deadline = time.monotonic() + timeout
     next_alive_check = time.monotonic() + 1
     while True:
@@ -109,9 +114,10 @@ def _hold(system: System, group: ProcessGroup, reader: StampReader, depth: int, 
             target = warmup + windows * chosen
         if target:
             if started >= target:
-                return chosen, (lowest, total / looks if looks else depth), True
+                return chosen, held(), True
             lowest = min(lowest, submitted - started)
             total += submitted - started
+            dry += submitted - started < max(1, depth // 20)
             looks += 1
         # Replace what started: in batches of ``refill`` with a bulk API, else at once,
         # one call per job (so one call per job either way).
@@ -124,7 +130,7 @@ def _hold(system: System, group: ProcessGroup, reader: StampReader, depth: int, 
             continue
         now = time.monotonic()
         if now > deadline:
-            return chosen or warmup, (lowest, total / looks if looks else depth), False
+            return chosen or warmup, held(), False
         if now > next_alive_check:
             check_alive(group)
             next_alive_check = now + 1

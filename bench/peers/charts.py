@@ -176,17 +176,17 @@ def backlog(records: list[dict[str, Any]], out: Path) -> Path | None:
         elif r.get("ratio") is not None:
             ax.text(top * 12, i, f"{r['ratio']:.0%}", va="center", fontsize=8,
                     fontweight="bold" if r["system"].startswith("hearth") else None)
-        held = r["at_shallow"].get("mean_depth", r["at_shallow"]["lowest_depth"])
-        if held < r["shallow"] / 2:
-            ax.text(top * 12, i + h, f"{r['shallow']:,} not held (mean {held:,})",
+        dry = r["at_shallow"].get("nearly_dry", 0.0)
+        if dry > 0.05:
+            ax.text(top * 12, i + h, f"{r['shallow']:,} nearly empty at {dry:.0%} of looks",
                     va="center", fontsize=6, color="#2980b9")
     ax.set_yticks(range(len(rows)), names)
     for tick in ax.get_yticklabels():
         if tick.get_text().startswith("hearth"):
             tick.set_fontweight("bold")
     ax.set_xlabel("handler starts/s with the queue held at its depth, median window "
-                  "(log scale)\nright: deep ÷ shallow; \"not held\": the refill could not "
-                  "keep up with the workers")
+                  "(log scale)\nright: deep ÷ shallow; \"nearly empty\": the refill could "
+                  "not keep up with the workers")
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2)
     ax.set_title(f"Hearth and its peers: W4 leasing with a deep backlog vs a shallow one"
                  f"\n{_subtitle(rows)}", fontsize=10)

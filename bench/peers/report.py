@@ -18,6 +18,7 @@ DRAIN_TARGET = {"hearth-sqlite": 3.0, "hearth-postgres": 1.0}
 P50_TARGET_MS, P99_TARGET_MS = 2.0, 5.0
 CRASH_TARGET_S = 5.0  # W3: zero lost and all done within this long after the kill
 BACKLOG_TARGET = 0.8  # W4: the rate at the deep backlog ÷ the rate at the shallow one
+DRY_NOTE = 0.05  # W4: say so when a shallow queue was nearly empty at more looks than this
 
 
 def _by(records: list[dict[str, Any]], workload: str) -> dict[str, dict[str, Any]]:
@@ -226,11 +227,11 @@ def _backlog_verdicts(w4: dict[str, dict[str, Any]]) -> list[str]:
                      f"{r['shallow']:,} = {r['ratio']:.0%} (target ≥ {BACKLOG_TARGET:.0%}: "
                      f"{'met' if met else 'NOT met'})")
     for name, r in w4.items():
-        held = (r.get("at_shallow") or {}).get("mean_depth")
-        if held is not None and held < r["shallow"] / 2:
-            lines.append(f"W4 {name}: the {r['shallow']:,} queue was not held (mean depth "
-                         f"{held:,}): the refill could not keep up, so that rate is partly "
-                         "the feeder's")
+        dry = (r.get("at_shallow") or {}).get("nearly_dry")
+        if dry is not None and dry > DRY_NOTE:
+            lines.append(f"W4 {name}: the {r['shallow']:,} queue was nearly empty at "
+                         f"{dry:.0%} of the looks (the refill could not keep up), so that "
+                         "rate is partly the feeder's")
         if name in HEARTH or "error" in r:
             continue
         if r.get("skipped"):

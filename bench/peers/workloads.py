@@ -47,9 +47,10 @@
   ``warmup`` (1,000) starts, ``windows`` (5) windows of the same number of starts at
   both depths; the figure is the median window. The window is chosen at the shallow
   depth as about 2 s of starts at the warm-up's rate (200 to 5,000) and reused at the
-  deep one. The mean and the lowest depth seen during the windows are recorded: a
-  system whose refill cannot keep up with its workers shows it there (the shallow
-  rate is then partly the feeder's). A peer whose loading rate
+  deep one. The mean and the lowest depth seen during the windows are recorded, and
+  the share of looks that found less than a twentieth of the depth left: a system
+  whose refill cannot keep up with its workers shows it there (its shallow rate is
+  then partly the feeder's). A peer whose loading rate
   (measured on the shallow backlog) would need more than ``load_limit`` (300 s) for
   the deep one is skipped for that depth, and so is one whose deep loading runs past
   twice that: ``{"skipped": why}`` is recorded with the shallow figures. Hearth's deep

@@ -73,9 +73,9 @@ def test_backlog_table_and_target() -> None:
     assert any("hearth-postgres" in ln and "= 67%" in ln and "NOT met" in ln
                for ln in lines)
     assert any("dbos-sqlite: the deep backlog was skipped: too slow" in ln for ln in lines)
-    assert not any("not held" in ln for ln in lines)
-    records[2]["at_shallow"]["mean_depth"] = 120
-    assert any("W4 rq: the 1,000 queue was not held (mean depth 120)" in ln
+    assert not any("nearly empty" in ln for ln in lines)
+    records[2]["at_shallow"]["nearly_dry"] = 0.25
+    assert any("W4 rq: the 1,000 queue was nearly empty at 25% of the looks" in ln
                for ln in verdicts(records))
 
 
