@@ -218,6 +218,11 @@ class Answer:
         return orjson.loads(self.content)
 
 
+async def _read_answer(response: aiohttp.ClientResponse) -> Answer:
+    return Answer(response.status, response.reason or "", response.headers,
+                  await response.read())
+
+
 class Stream:
     """A streamed answer being read: its status and headers, and its body piecewise.
 
@@ -356,8 +361,7 @@ class HttpCore:
                     method, self._target(path), data=content, params=_query(params),
                     headers=all_headers, timeout=self._timeout(wait),
             ) as response:
-                answer = Answer(response.status, response.reason or "", response.headers,
-                                await response.read())
+                answer = await _read_answer(response)
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise unavailable(self.url, exc, self.timeout + wait, self._cert) from exc
         if answer.status_code >= 400:
@@ -382,9 +386,7 @@ class HttpCore:
                                        timeout=self._timeout(0.0, read_timeout)
                                        ) as response:
                 if response.status >= 400:
-                    answer = Answer(response.status, response.reason or "",
-                                    response.headers, await response.read())
-                    raise _error_from_answer(answer, self.url)
+                    raise _error_from_answer(await _read_answer(response), self.url)
                 yield Stream(response)
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise unavailable(self.url, exc, read_timeout, self._cert) from exc

@@ -61,6 +61,11 @@ UPLOAD_TRIES = 5
 REDISCOVER_AFTER = 10.0
 
 
+def _check_slots(concurrency: int) -> None:
+    if not isinstance(concurrency, int) or concurrency < 1:
+        raise ValidationError("concurrency must be a whole number of at least 1")
+
+
 def default_name() -> str:
     host = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname()).strip(".-_") or "worker"
     return f"{host[:50]}-{os.getpid()}"
@@ -75,10 +80,11 @@ class Worker:
                  grace: float = 30.0, namespaces: Iterable[str] = (),
                  bundle: str | os.PathLike[str] | None = None, addr: str | None = None,
                  mdns: bool = True) -> None:
-        if not isinstance(concurrency, int) or concurrency < 1:
-            raise ValidationError("concurrency must be a whole number of at least 1")
+        _check_slots(concurrency)
         if batch is not None and (not isinstance(batch, int) or batch < 1):
             raise ValidationError("batch must be a whole number of at least 1")
+        self._batch_asked = batch
+        self.resize(concurrency)
         if not 0 <= poll_wait <= 60:
             raise ValidationError("poll_wait must be between 0 and 60 seconds")
         if grace < 0:
@@ -90,8 +96,6 @@ class Worker:
         self.name = check_node_name(name) if name is not None else default_name()
         if bundle is not None:
             self.use_bundle(bundle, addr=addr, mdns=mdns, name=name)
-        self._batch_asked = batch
-        self.resize(concurrency)
         self.poll_wait = poll_wait
         self.grace = grace
         self.namespaces = list(namespaces)
@@ -132,8 +136,7 @@ class Worker:
 
     def resize(self, concurrency: int) -> None:
         """Set the number of slots (before :meth:`run`); the lease batch follows."""
-        if not isinstance(concurrency, int) or concurrency < 1:
-            raise ValidationError("concurrency must be a whole number of at least 1")
+        _check_slots(concurrency)
         self.concurrency = concurrency
         # Half the slots by default: while the jobs of one lease answer run, the next
         # lease request is already on its way, so the slots never wait for a round trip.

@@ -304,8 +304,9 @@ class PostgresBackend(Backend):
             pooled.close()  # back to the pool
 
     def _ping_if_idle(self, dbapi_conn: Any, record: Any, proxy: Any) -> None:
-        """Pool checkout: ping a connection that was idle for long; a failed ping
-        makes the pool replace it (``DisconnectionError``), so no request sees it."""
+        """Pool checkout: ping a connection that was idle for long or has something
+        to read; a failed ping makes the pool replace it (``DisconnectionError``), so
+        no request sees it."""
         used = record.info.get("hearth_used")
         if used is not None and time.monotonic() - used < PING_IDLE and not _readable(dbapi_conn):
             return
