@@ -129,3 +129,38 @@ def test_missing_module_is_a_usage_error_but_a_missing_dependency_is_not(
     name = _write(modules, "m_broken", "import no_such_dependency_xyz\n")
     with pytest.raises(ModuleNotFoundError):
         load_worker(name, Worker, _build)
+
+
+def test_worker_start_up_loads_only_what_a_worker_uses() -> None:
+    """`hearth worker` (no bundle) must not import the CLI's tables, the blob tools or
+    the certificate code: each costs its start-up (W1 counts it), and the modules it
+    leaves out are named here so a new top-level import shows up as a failure."""
+    import subprocess
+
+    probe = (
+        "import sys\n"
+        "from hearth.cli.main import cli\n"
+        "import click\n"
+        "ctx = click.Context(cli)\n"
+        "assert cli.get_command(ctx, 'worker') is not None\n"
+        "from hearth.worker import Worker\n"
+        "Worker('http://127.0.0.1:1', token='t', name='probe')\n"
+        "heavy = sorted(m for m in ('rich', 'cryptography', 'hearth.cli.render',\n"
+        "               'hearth.cli.blobs', 'hearth.cli.security', 'hearth.security.pki')\n"
+        "               if m in sys.modules)\n"
+        "print(','.join(heavy))\n")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "", f"a plain worker start-up imported {out}"
+
+
+def test_every_command_is_listed_and_loads() -> None:
+    from hearth.cli.main import LAZY, cli
+
+    ctx = click.Context(cli)
+    names = cli.list_commands(ctx)
+    assert set(LAZY) <= set(names) and "version" in names
+    for name in names:
+        command = cli.get_command(ctx, name)
+        assert command is not None and command.name == name
+    assert cli.get_command(ctx, "no-such-command") is None

@@ -12,12 +12,14 @@ import functools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import IO, Any, TypeVar
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import click
-from rich.console import Console
 
 from hearth.errors import HearthError, Unavailable
+
+if TYPE_CHECKING:  # rich is loaded when a command first prints with it
+    from rich.console import Console
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -117,6 +119,8 @@ def output_option(func: F) -> F:
 
 
 def _console(stderr: bool) -> Console:
+    from rich.console import Console
+
     console = Console(stderr=stderr, highlight=False, soft_wrap=False)
     if not console.is_terminal:
         console = Console(stderr=stderr, highlight=False, soft_wrap=False,

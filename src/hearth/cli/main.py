@@ -1,29 +1,49 @@
 """The ``hearth`` command: the root group, ``hearth version`` and the entry point.
 
 Each command group lives in its own module (jobs, status, blobs, serve); this one
-only wires them together, so ``hearth --help`` reads as the table of contents.
+only wires them together, so ``hearth --help`` reads as the table of contents. A
+command's module is imported when that command runs (or ``--help`` lists it): a
+``hearth worker`` starting up does not pay for rich tables, blob transfers or the
+certificate tools it never uses.
 """
 
 from __future__ import annotations
 
+import importlib
 import platform
 import sys
 
 import click
 
 from hearth import __version__
-from hearth.cli.blobs import blob
 from hearth.cli.common import HearthGroup, output_option
-from hearth.cli.jobs import cancel, retry, submit
-from hearth.cli.render import emit_json
-from hearth.cli.security import ca, enroll, token, whoami
-from hearth.cli.serve import coordinator, up, worker
-from hearth.cli.status import nodes, status
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
+#: Command name -> the module that defines it (under the same name).
+LAZY = {
+    "up": "serve", "coordinator": "serve", "worker": "serve",
+    "submit": "jobs", "cancel": "jobs", "retry": "jobs",
+    "status": "status", "nodes": "status",
+    "blob": "blobs",
+    "enroll": "security", "ca": "security", "token": "security", "whoami": "security",
+}
 
-@click.group(cls=HearthGroup, context_settings=CONTEXT)
+
+class LazyGroup(HearthGroup):
+    """The root group: knows its commands by name, imports each one when asked."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *LAZY})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in LAZY:
+            module = importlib.import_module(f"hearth.cli.{LAZY[cmd_name]}")
+            self.add_command(getattr(module, cmd_name), cmd_name)
+        return self.commands.get(cmd_name)
+
+
+@click.group(cls=LazyGroup, context_settings=CONTEXT)
 def cli() -> None:
     """Hearth runs background jobs durably: a coordinator keeps the queue, workers
     pull jobs by kind, retry with backoff, and report progress.
@@ -54,14 +74,11 @@ def version(output: str) -> None:
       hearth version -o json
     """
     if output == "json":
+        from hearth.cli.render import emit_json
+
         emit_json({"version": __version__, "python": platform.python_version()})
     else:
         click.echo(f"hearth {__version__} (Python {platform.python_version()})")
-
-
-for command in (up, coordinator, worker, submit, status, cancel, retry, nodes, blob, enroll,
-                ca, token, whoami):
-    cli.add_command(command)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from hearth.store.port import CertRecord, TokenRecord
+from hearth.wire import WireModel
 
 #: Request bodies: unknown fields are refused, and so are values of the wrong JSON
 #: type ("3" or true where a number belongs); an integer is accepted for a float.
@@ -21,7 +22,7 @@ _STRICT = ConfigDict(extra="forbid", strict=True)
 BUNDLE_MEDIA_TYPE = "application/x-hearth-bundle"
 
 
-class EnrollIn(BaseModel):
+class EnrollIn(WireModel):
     model_config = _STRICT
     name: str
     role: str = "worker"
@@ -33,13 +34,13 @@ class EnrollIn(BaseModel):
     addresses: list[str] | None = Field(default=None, max_length=64)
 
 
-class RevokeIn(BaseModel):
+class RevokeIn(WireModel):
     model_config = _STRICT
     name: str | None = None
     serial: str | None = None
 
 
-class CertOut(BaseModel):
+class CertOut(WireModel):
     serial: str
     name: str
     role: str
@@ -50,11 +51,11 @@ class CertOut(BaseModel):
     revoked_at: float | None
 
 
-class CertList(BaseModel):
+class CertList(WireModel):
     certificates: list[CertOut]
 
 
-class TokenCreate(BaseModel):
+class TokenCreate(WireModel):
     model_config = _STRICT
     name: str
     role: str
@@ -63,7 +64,7 @@ class TokenCreate(BaseModel):
     expires_in: float | None = None
 
 
-class TokenOut(BaseModel):
+class TokenOut(WireModel):
     id: str
     name: str
     role: str
@@ -78,11 +79,11 @@ class TokenCreated(TokenOut):
     token: str
 
 
-class TokenList(BaseModel):
+class TokenList(WireModel):
     tokens: list[TokenOut]
 
 
-class WhoAmI(BaseModel):
+class WhoAmI(WireModel):
     name: str
     role: str
     via: str

@@ -17,8 +17,10 @@ import socket
 import ssl
 import time
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
-from hearth.security.bundle import Bundle, check_address
+if TYPE_CHECKING:  # only a bundled worker comes here, and it has loaded the bundle
+    from hearth.security.bundle import Bundle
 
 log = logging.getLogger("hearth.worker")
 
@@ -90,6 +92,8 @@ def coordinator_url(bundle: Bundle, *, addr: str | None = None, mdns: bool = Tru
                     sleep: Callable[[float], None] = time.sleep) -> str | None:
     """The https URL to dial, or None if ``stopped()`` turned true while looking."""
     if addr:
+        from hearth.security.bundle import check_address
+
         return f"https://{check_address(addr)}"
     if len(bundle.addresses) == 1 and not mdns:
         return f"https://{bundle.addresses[0]}"

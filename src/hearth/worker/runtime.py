@@ -26,13 +26,12 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from hearth import __version__
 from hearth.client import AsyncClient
 from hearth.domain.validation import check_node_name
 from hearth.errors import Forbidden, HearthError, NotFound, Unauthorized, ValidationError
-from hearth.security.bundle import Bundle, read_bundle
 from hearth.wire import BlobRefIn, ErrorIn, FinishIn, LeaseOut, NodeRegister, ResultIn
 from hearth.worker.beats import Heartbeats, Running
 from hearth.worker.connect import coordinator_url, rediscover
@@ -48,6 +47,9 @@ from hearth.worker.outcome import (
     timed_out,
 )
 from hearth.worker.registry import Registry
+
+if TYPE_CHECKING:  # the bundle reader needs cryptography: only a bundled worker loads it
+    from hearth.security.bundle import Bundle
 
 F = TypeVar("F", bound=Callable[..., Any])
 log = logging.getLogger("hearth.worker")
@@ -121,6 +123,8 @@ class Worker:
                    mdns: bool = True, name: str | None = None) -> None:
         """Run as the worker enrolled in ``bundle``: its name, its certificate, and the
         coordinator at ``addr``, else the bundle's addresses, else found over mDNS."""
+        from hearth.security.bundle import read_bundle
+
         found = read_bundle(bundle)
         if name is not None and name != found.name:
             raise ValidationError(
