@@ -25,6 +25,13 @@ QUEUE = "peers"
 URL_ENV = "PEERS_DBOS_URL"
 #: Worker processes (each a launched DBOS application).
 PROCESSES = 2
+#: Threads of each process's workflow executor (DBOS's ``max_executor_threads``).
+#: DBOS's default is no limit, and a poll with no queue limits dequeues every queued
+#: workflow at once: with 10,000 queued it started a thread for each, drove this
+#: 2-core machine's load average past 1,000, and the drain did not finish. A bounded
+#: pool leaves the queue as DBOS ships it (no ``worker_concurrency``, which would cap
+#: each process at that many workflows per 1 s poll).
+EXECUTOR_THREADS = 64
 
 
 @DBOS.workflow(name="noop")
@@ -44,12 +51,13 @@ def work_workflow(seq: int) -> None:
 
 def serve(executor_id: str) -> None:
     """A worker process: launch DBOS on the system database as ``executor_id`` and
-    serve the queue with DBOS's defaults (a 1 s polling interval, no concurrency limit)
-    until SIGTERM."""
+    serve the queue with DBOS's defaults (a 1 s polling interval, no concurrency
+    limit) on ``EXECUTOR_THREADS`` threads until SIGTERM."""
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     DBOS(config={"name": "peers", "system_database_url": os.environ[URL_ENV],
-                 "executor_id": executor_id, "log_level": "WARNING"})
+                 "executor_id": executor_id, "log_level": "WARNING",
+                 "max_executor_threads": EXECUTOR_THREADS})
     DBOS.launch()
     DBOS.register_queue(QUEUE)
     stop.wait()
@@ -114,8 +122,9 @@ class _Dbos(System):
 
 class DbosSqlite(_Dbos):
     """Two worker processes (one per core), each a DBOS application launched on one
-    SQLite system database, serving the queue with DBOS's defaults: polled every
-    1 s, no concurrency limit, workflows run on DBOS's thread pool. W3 runs two such
+    SQLite system database, serving the queue with DBOS's defaults (polled
+    every 1 s, no concurrency limit); each runs workflows on 64 executor threads
+    (``max_executor_threads``; DBOS's default pool has no bound). W3 runs two such
     pairs of processes."""
 
     name = "dbos-sqlite"
@@ -124,8 +133,9 @@ class DbosSqlite(_Dbos):
 
 class DbosPostgres(_Dbos):
     """Two worker processes (one per core), each a DBOS application launched on a
-    fresh PostgreSQL system database, serving the queue with DBOS's defaults: polled
-    every 1 s, no concurrency limit, workflows run on DBOS's thread pool. W3 runs two
+    fresh PostgreSQL system database, serving the queue with DBOS's defaults
+    (polled every 1 s, no concurrency limit); each runs workflows on 64 executor
+    threads (``max_executor_threads``; DBOS's default pool has no bound). W3 runs two
     such pairs of processes."""
 
     name = "dbos-postgres"
