@@ -50,3 +50,35 @@ def test_blocking_calls_and_iterators_run_on_the_private_loop() -> None:
     client.close()  # a second close is harmless
     with pytest.raises(RuntimeError, match="closed"):
         client.health()
+
+
+def test_a_client_never_closed_is_closed_without_a_warning(tmp_path: object) -> None:
+    """A script that forgets close() (or drops the client) must not end with aiohttp's
+    "Unclosed client session" warnings on stderr: the client closes when collected,
+    and at exit."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import gc\n"
+        "from aiohttp import web\n"
+        "from helpers import http_server\n"
+        "from hearth.client import Client\n"
+        "async def handler(request):\n"
+        "    return web.json_response({'status': 'ok'})\n"
+        "with http_server(handler) as url:\n"
+        "    dropped = Client(url, token='t')\n"
+        "    assert dropped.health() == {'status': 'ok'}\n"
+        "    del dropped\n"
+        "    gc.collect()\n"
+        "    kept = Client(url, token='t')\n"
+        "    assert kept.health() == {'status': 'ok'}\n"
+        "    print('ok')\n")
+    tests_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=tests_dir, PYTHONWARNINGS="default")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
+    assert "Unclosed" not in done.stderr, done.stderr

@@ -6,6 +6,10 @@ A :class:`Portal` owns a private event loop on a daemon thread; each method of
 stays the only implementation and signatures and docstrings carry over. A test checks
 that every public method of the async client has its blocking twin.
 
+A client that is never closed is closed when it is collected, or at interpreter exit
+(``weakref.finalize``): a script that forgets ``close()`` gets no
+"Unclosed client session" warning.
+
 It must never run the async client on the caller's own loop: calling it from inside a
 running event loop works (the portal's loop is separate) but blocks that loop.
 """
@@ -16,6 +20,7 @@ import asyncio
 import functools
 import os
 import threading
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from types import TracebackType
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -71,6 +76,9 @@ class Portal:
             if aclose is not None and not self._loop.is_closed():
                 self.call(aclose())
 
+    def on_loop_thread(self) -> bool:
+        return threading.current_thread() is self._thread
+
     def close(self) -> None:
         if self._loop.is_closed():
             return
@@ -109,6 +117,19 @@ def blocking_iter(fn: Callable[Concatenate[AsyncClient, P], AsyncIterator[T]]
     return method
 
 
+def _shut(portal: Portal, client: AsyncClient) -> None:
+    """Close ``client``'s connections, then its portal (once; see ``Client.close``)."""
+    if portal.on_loop_thread():
+        # Collected by the portal's own thread, which cannot wait for itself: the
+        # daemon thread and its connections end with the process.
+        return
+    try:
+        portal.call(client.aclose())
+    except RuntimeError:
+        return  # the loop is closed already
+    portal.close()
+
+
 async def _open(url: str | None, token: str | None, data: str | os.PathLike[str] | None,
                 timeout: float, bundle: str | os.PathLike[str] | None) -> AsyncClient:
     return AsyncClient(url, token=token, data=data, timeout=timeout, bundle=bundle)
@@ -133,6 +154,9 @@ class Client:
         self.url = self._async.url
         self.identity = self._async.identity
         self.timeout = timeout
+        # Holds the portal and the async client, not this object, so it can run when
+        # this object is collected (and at exit, before the interpreter tears down).
+        self._shut = weakref.finalize(self, _shut, self._portal, self._async)
 
     def __repr__(self) -> str:
         return f"Client(url={self.url!r})"
@@ -146,11 +170,7 @@ class Client:
 
     def close(self) -> None:
         """Close the connections and stop the private loop (safe to call twice)."""
-        try:
-            self._portal.call(self._async.aclose())
-        except RuntimeError:
-            return  # already closed
-        self._portal.close()
+        self._shut()
 
     submit = blocking(AsyncClient.submit)
     submit_many = blocking(AsyncClient.submit_many)
