@@ -33,7 +33,7 @@ bench/results/. A system that fails to install or run is recorded as {"error": .
 and the run goes on.
 
 Examples:
-  python bench/peers/run.py                        # everything, full size (~1.5 h)
+  python bench/peers/run.py                        # everything, full size (~1 h)
   python bench/peers/run.py --quick                # a smoke run of every system
   python bench/peers/run.py --systems hearth-sqlite,celery --workloads w2
   python bench/peers/run.py --jobs 2000 --latency-jobs 100
