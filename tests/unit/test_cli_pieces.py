@@ -164,3 +164,15 @@ def test_every_command_is_listed_and_loads() -> None:
         command = cli.get_command(ctx, name)
         assert command is not None and command.name == name
     assert cli.get_command(ctx, "no-such-command") is None
+
+
+def test_a_mistyped_command_gets_the_nearest_name() -> None:
+    from click.testing import CliRunner
+
+    from hearth.cli.main import cli
+
+    result = CliRunner().invoke(cli, ["statu"])
+    assert result.exit_code == 2
+    assert "No such command 'statu'. Did you mean 'status'?" in result.output
+    far = CliRunner().invoke(cli, ["zzzzzz"])
+    assert far.exit_code == 2 and "Did you mean" not in far.output

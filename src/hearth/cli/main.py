@@ -9,6 +9,7 @@ certificate tools it never uses.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import platform
 import sys
@@ -41,6 +42,17 @@ class LazyGroup(HearthGroup):
             module = importlib.import_module(f"hearth.cli.{LAZY[cmd_name]}")
             self.add_command(getattr(module, cmd_name), cmd_name)
         return self.commands.get(cmd_name)
+
+    def resolve_command(self, ctx: click.Context, args: list[str]
+                        ) -> tuple[str | None, click.Command | None, list[str]]:
+        try:
+            return super().resolve_command(ctx, args)
+        except click.UsageError as exc:
+            close = difflib.get_close_matches(args[0], self.list_commands(ctx), n=1)
+            if not (close and exc.message.startswith("No such command")):
+                raise
+            raise click.UsageError(f"{exc.message} Did you mean {close[0]!r}? "
+                                   "(hearth --help lists them all)", exc.ctx) from None
 
 
 @click.group(cls=LazyGroup, context_settings=CONTEXT)
