@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -135,8 +136,6 @@ def test_worker_start_up_loads_only_what_a_worker_uses() -> None:
     """`hearth worker` (no bundle) must not import the CLI's tables, the blob tools or
     the certificate code: each costs its start-up (W1 counts it), and the modules it
     leaves out are named here so a new top-level import shows up as a failure."""
-    import subprocess
-
     probe = (
         "import sys\n"
         "from hearth.cli.main import cli\n"

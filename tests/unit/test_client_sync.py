@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import inspect
+import os
+import subprocess
+import sys
 
 import pytest
 from aiohttp import web
@@ -52,14 +55,10 @@ def test_blocking_calls_and_iterators_run_on_the_private_loop() -> None:
         client.health()
 
 
-def test_a_client_never_closed_is_closed_without_a_warning(tmp_path: object) -> None:
+def test_a_client_never_closed_is_closed_without_a_warning() -> None:
     """A script that forgets close() (or drops the client) must not end with aiohttp's
     "Unclosed client session" warnings on stderr: the client closes when collected,
     and at exit."""
-    import os
-    import subprocess
-    import sys
-
     script = (
         "import gc\n"
         "from aiohttp import web\n"
