@@ -22,6 +22,7 @@ from hearth.domain.jobs import BlobRef, ErrorInfo, JobSpec, JobState, Progress, 
 from hearth.domain.retry import Backoff
 from hearth.errors import Forbidden, InvalidTransition, NotFound, StaleLease, ValidationError
 from hearth.store import FinishItem, HeartbeatItem, JobFilter, Node, Store, open_store
+from hearth.store.port import Grant
 
 T0 = 1_800_000_000.0
 _ids = itertools.count()
@@ -167,6 +168,36 @@ def test_lease_sets_token_worker_attempt_and_expiry(store: Store) -> None:
     assert job.lease_expires_at == T0 + 1 + 10  # capped by the execution timeout
     assert store.get(job.id) == job
     assert [e.type.value for e in store.events(job_id=job.id)] == ["submitted", "leased"]
+
+
+def test_a_grant_leases_the_job_in_the_submit_that_creates_it(store: Store) -> None:
+    store.register_node(Node(name="w7", kinds=("k",)), now=T0, rand=rand)
+    store.submit([JobSpec(kind="k", idempotency_key="once")], now=T0, new_id=new_id)
+    specs = [JobSpec(kind="k", lease_ttl=20), JobSpec(kind="k"), JobSpec(kind="k", delay=5),
+             JobSpec(kind="k", idempotency_key="once")]
+    grants = {0: Grant("w7", "g0"), 2: Grant("w7", "g2"), 3: Grant("w7", "g3")}
+    res = store.submit(specs, now=T0 + 1, new_id=new_id, grants=grants)
+    granted, plain, later, existing = (r.job for r in res)
+    # Exactly what lease() would have made of it, with both events in order.
+    assert granted.state is JobState.LEASED and granted.worker == "w7"
+    assert granted.lease_token == "g0" and granted.attempt == 1
+    assert granted.leased_at == T0 + 1 and granted.lease_expires_at == T0 + 21
+    assert store.get(granted.id) == granted
+    assert [e.type.value for e in store.events(job_id=granted.id)] == ["submitted", "leased"]
+    # No grant, not due yet, or an existing job: the grant changes nothing.
+    assert plain.state is later.state is JobState.QUEUED
+    assert not res[3].created and existing.state is JobState.QUEUED
+    assert existing.lease_token is None
+    got = {(c.kind, c.state.value): c.count for c in store.counts()}
+    assert got == {("k", "leased"): 1, ("k", "queued"): 3}
+    [node] = store.list_nodes()
+    assert node.last_seen == T0 + 1 and node.in_flight == 1
+    # The granted job is held like any lease: not leasable, finished with its token.
+    leased = store.lease(worker="w8", kinds=["k"], limit=10, now=T0 + 1, new_token=new_token)
+    assert [j.id for j in leased] == [existing.id, plain.id]
+    [done] = store.finish([FinishItem(granted.id, "g0", "succeeded", Result(), None)],
+                          worker="w7", now=T0 + 2, rand=rand)
+    assert done.ok and store.get(granted.id).state is JobState.SUCCEEDED
 
 
 def test_concurrent_leasers_each_job_leased_exactly_once(store_url: str) -> None:

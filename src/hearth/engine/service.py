@@ -45,6 +45,7 @@ from hearth.errors import HearthError, PayloadTooLarge
 from hearth.ids import new_job_id, new_token
 from hearth.store.port import (
     FinishItem,
+    Grant,
     HeartbeatItem,
     ItemResult,
     JobFilter,
@@ -158,15 +159,26 @@ class QueueService:
         return spec
 
     async def submit(self, specs: Sequence[JobSpec], *, batch: bool = False) -> list[Submitted]:
-        """Validate, check blobs, then create all jobs or none."""
+        """Validate, check blobs, then create all jobs or none; jobs due now go straight
+        to idle lease polls waiting for them, leased in the same transaction."""
         checked: list[JobSpec] = []
         for index, spec in enumerate(specs):
             try:
                 checked.append(await self._checked_spec(spec))
             except HearthError as exc:
                 raise _in_item(index, exc) if batch else exc from None
-        results = await self._short(self.store.submit, checked, now=self.clock(),
-                                  new_id=self._new_id)
+        now = self.clock()
+        claims = self._claim(checked, now)
+        try:
+            results = await self._short(self.store.submit, checked, now=now,
+                                        new_id=self._new_id,
+                                        grants={i: g for i, (_, g) in claims.items()})
+        except BaseException:
+            for waiter in {w for w, _ in claims.values()}:
+                waiter.hand([])
+            raise
+        if claims:
+            await self._hand_over(claims, results)
         created = [r.job for r in results if r.created]
         if created:
             self.waker.notify_jobs(created)
@@ -176,6 +188,50 @@ class QueueService:
             # waits one lease longer.
             await asyncio.sleep(0)
         return results
+
+    def _claim(self, specs: Sequence[JobSpec], now: float) -> dict[int, tuple[Waiter, Grant]]:
+        """Idle lease polls for the specs due now, up to each poll's batch size."""
+        claims: dict[int, tuple[Waiter, Grant]] = {}
+        #: Per (kind, namespace): the waiter being filled and how many it has, or None
+        #: once no idle waiter is left for it.
+        filling: dict[tuple[str, str], tuple[Waiter, int] | None] = {}
+        for index, spec in enumerate(specs):
+            due = spec.run_at if spec.run_at is not None else now + spec.delay
+            if due > now:
+                continue
+            key = (spec.kind, spec.namespace)
+            if key not in filling:
+                waiter = self.waker.claim(*key)
+                filling[key] = None if waiter is None else (waiter, 0)
+            slot = filling[key]
+            if slot is None:
+                continue
+            waiter, taken = slot
+            claims[index] = (waiter, Grant(waiter.worker, self._new_token()))
+            if taken + 1 < waiter.max_jobs:
+                filling[key] = (waiter, taken + 1)
+            else:  # full: the next spec of this kind looks for another waiter
+                del filling[key]
+        return claims
+
+    async def _hand_over(self, claims: dict[int, tuple[Waiter, Grant]],
+                         results: Sequence[Submitted]) -> None:
+        """Give each claimed waiter the jobs its grants leased; a waiter whose request
+        ended meanwhile gets none, and its jobs are released for the next poll."""
+        by_waiter: dict[Waiter, list[Job]] = {}
+        for index, (waiter, grant) in claims.items():
+            jobs = by_waiter.setdefault(waiter, [])
+            res = results[index]
+            if res.created and res.job.lease_token == grant.token:
+                jobs.append(res.job)
+        stranded: list[Job] = []
+        for waiter, jobs in by_waiter.items():
+            if jobs:
+                self._leased(jobs)
+            if not waiter.hand(jobs):
+                stranded.extend(jobs)
+        if stranded:
+            await self._release(stranded)
 
     # -- reading ---------------------------------------------------------------------
     async def get(self, job_id: str) -> Job:
@@ -227,13 +283,25 @@ class QueueService:
                           namespaces: Sequence[str]) -> list[Job]:
         jobs = await self._short(self._lease_sync, worker, kinds, limit, namespaces)
         if jobs:
-            self.metrics.leased(jobs)
-            self.feed.poke(job.id for job in jobs)
-            if self.lease_listeners:
-                soonest = min(job.lease_expires_at or float("inf") for job in jobs)
-                for listener in self.lease_listeners:
-                    listener(soonest)
+            self._leased(jobs)
         return jobs
+
+    def _leased(self, jobs: Sequence[Job]) -> None:
+        self.metrics.leased(jobs)
+        self.feed.poke(job.id for job in jobs)
+        if self.lease_listeners:
+            soonest = min(job.lease_expires_at or float("inf") for job in jobs)
+            for listener in self.lease_listeners:
+                listener(soonest)
+
+    async def _release(self, jobs: Sequence[Job]) -> None:
+        """Hand leased jobs back at once (their poll went away before they reached it)."""
+        by_worker: dict[str, list[FinishItem]] = {}
+        for job in jobs:
+            by_worker.setdefault(job.worker or "", []).append(
+                FinishItem(job.id, job.lease_token or "", "released", None, None))
+        for worker, items in by_worker.items():
+            await self.finish(items, worker=worker)
 
     async def lease(self, *, worker: str, kinds: Sequence[str], max_jobs: int,
                     wait: float = 0.0, namespaces: Sequence[str] = (),
@@ -249,7 +317,7 @@ class QueueService:
         loop = asyncio.get_running_loop()
         give_up = loop.time() + wait
         # Registered before the first look, so no commit after it goes unnoticed.
-        waiter = self.waker.add(kinds, namespaces, max_jobs)
+        waiter = self.waker.add(kinds, namespaces, max_jobs, worker)
         watch: asyncio.Task[None] | None = None
         try:
             while not waiter.gone:
@@ -264,6 +332,12 @@ class QueueService:
                 if watch is None and disconnected is not None:
                     watch = loop.create_task(self._abandon_when(disconnected, waiter))
                 await waiter.wait(give_up)
+                handed = await waiter.handed()
+                if handed:
+                    if not waiter.gone:
+                        return handed
+                    await self._release(handed)
+                    return []
             return []
         finally:
             self.waker.remove(waiter)

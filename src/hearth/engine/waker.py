@@ -12,6 +12,13 @@ coordinator) calls :meth:`Waker.notify`:
   so a delayed job or a retry after backoff is picked up within a few ms of its due
   time, without asking the store again.
 
+A submit can also hand its new jobs straight to a waiter that is idle (waiting, not
+woken: its last look found nothing): :meth:`Waker.claim` reserves the waiter, the
+submit's own transaction leases the jobs to it, and :meth:`Waiter.hand` gives it
+the result, so the job skips a second transaction and the wake-up hop (Temporal's
+matching service calls this a *sync match*). A claimed waiter is not woken by
+:meth:`Waker.notify`, and it does not stop waiting until the claim is settled.
+
 Everything here runs on the event loop thread; other threads must hop over with
 ``loop.call_soon_threadsafe``. It never touches the store.
 """
@@ -30,13 +37,14 @@ TIMER_SLACK = 0.001
 class Waiter:
     """One waiting lease request."""
 
-    __slots__ = ("_clock", "_fut", "_loop", "_timer", "_timer_at", "_woken", "due", "gone",
-                 "kinds", "max_jobs", "namespaces", "owes")
+    __slots__ = ("_claim", "_clock", "_fut", "_loop", "_timer", "_timer_at", "_woken", "due",
+                 "gone", "kinds", "max_jobs", "namespaces", "owes", "removed", "worker")
 
     def __init__(self, clock: Callable[[], float], kinds: Sequence[str],
-                 namespaces: Sequence[str], max_jobs: int) -> None:
+                 namespaces: Sequence[str], max_jobs: int, worker: str = "") -> None:
         self._loop = asyncio.get_running_loop()
         self._clock = clock
+        self.worker = worker
         self.kinds = tuple(kinds)
         self.namespaces = frozenset(namespaces)
         self.max_jobs = max_jobs
@@ -49,6 +57,45 @@ class Waiter:
         self._fut: asyncio.Future[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
+        #: Jobs a submit is leasing to this waiter in its own transaction.
+        self._claim: asyncio.Future[list[Job]] | None = None
+        #: Unregistered: its request has ended, a hand-over can no longer reach it.
+        self.removed = False
+
+    @property
+    def idle(self) -> bool:
+        """Waiting with nothing owed or claimed: its last look found no work."""
+        fut = self._fut
+        return (fut is not None and not fut.done() and not self._woken and not self.gone
+                and self._claim is None and not self.removed)
+
+    @property
+    def claimed(self) -> bool:
+        """A submit is leasing jobs to this waiter right now."""
+        return self._claim is not None and not self._claim.done()
+
+    def claim(self) -> None:
+        """Reserve this idle waiter for jobs a submit is about to lease to it."""
+        self._claim = self._loop.create_future()
+
+    def hand(self, jobs: list[Job]) -> bool:
+        """Settle the claim with the jobs leased to this waiter (possibly none). False
+        when the request has already ended: the caller must release the jobs."""
+        claim = self._claim
+        if claim is not None and not claim.done():
+            claim.set_result(jobs)
+        self.wake(owed=False)
+        return not self.removed
+
+    async def handed(self) -> list[Job]:
+        """The jobs of a claim made while this waiter waited (none if unclaimed)."""
+        claim = self._claim
+        if claim is None:
+            return []
+        try:
+            return await claim
+        finally:
+            self._claim = None
 
     def matches(self, namespace: str | None) -> bool:
         return namespace is None or not self.namespaces or namespace in self.namespaces
@@ -131,8 +178,8 @@ class Waker:
         return len({w for group in self._by_kind.values() for w in group})
 
     def add(self, kinds: Sequence[str], namespaces: Sequence[str] = (),
-            max_jobs: int = 1) -> Waiter:
-        waiter = Waiter(self._clock, kinds, namespaces, max_jobs)
+            max_jobs: int = 1, worker: str = "") -> Waiter:
+        waiter = Waiter(self._clock, kinds, namespaces, max_jobs, worker)
         if self._closing:
             waiter.abandon()
         for kind in waiter.kinds:
@@ -141,6 +188,7 @@ class Waker:
 
     def remove(self, waiter: Waiter) -> None:
         """Unregister; a wake-up the waiter still owes goes to another waiter."""
+        waiter.removed = True
         for kind in waiter.kinds:
             group = self._by_kind.get(kind)
             if group is not None:
@@ -165,13 +213,22 @@ class Waker:
                     waiter.rearm(at)
             return
         for waiter in tuple(group):
-            if not waiter.matches(namespace):
+            if not waiter.matches(namespace) or waiter.claimed:
                 continue
             waiter.wake()
             if count is not None:
                 count -= waiter.max_jobs
                 if count <= 0:
                     return
+
+    def claim(self, kind: str, namespace: str) -> Waiter | None:
+        """The longest-waiting idle waiter for ``kind`` in ``namespace``, reserved for a
+        hand-over (see :meth:`Waiter.claim`), or None."""
+        for waiter in self._by_kind.get(kind, ()):
+            if waiter.idle and waiter.matches(namespace):
+                waiter.claim()
+                return waiter
+        return None
 
     def notify_kinds(self, kinds: Iterable[str]) -> None:
         """Work of ``kinds`` became leasable somewhere; an empty set means "any kind"

@@ -17,7 +17,7 @@ Contract, for every adapter:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -32,6 +32,15 @@ class Submitted:
     job: Job
     #: False when the idempotency key matched an existing job (which is returned).
     created: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """A lease taken in the transaction that creates the job: a lease poll was already
+    waiting for its kind (see :meth:`Store.submit`)."""
+
+    worker: str
+    token: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,10 +160,16 @@ class Store(Protocol):
 
     # -- jobs -------------------------------------------------------------------------
     def submit(self, specs: Sequence[JobSpec], *, now: float,
-               new_id: Callable[[], str]) -> list[Submitted]:
+               new_id: Callable[[], str],
+               grants: Mapping[int, Grant] | None = None) -> list[Submitted]:
         """Create jobs (all or none). A spec whose (namespace, idempotency_key) already
         exists yields the existing job with ``created=False``; two specs in one batch
-        with the same key yield the same job. Input blobs must exist (``NotFound``)."""
+        with the same key yield the same job. Input blobs must exist (``NotFound``).
+
+        ``grants`` maps the index of a spec to a lease taken in the same transaction:
+        that job is created and leased (two events, ``submitted`` then ``leased``),
+        exactly as if :meth:`lease` had taken it the moment it was committed. A spec
+        that yields an existing job, or that is not due at ``now``, ignores its grant."""
         ...
 
     def get(self, job_id: str) -> Job:

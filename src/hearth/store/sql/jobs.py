@@ -9,7 +9,7 @@ No state rule is decided here. Never build SQL from caller strings.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -32,6 +32,7 @@ from hearth.domain.jobs import LEASABLE_STATES, ErrorInfo, Event, Job, JobSpec, 
 from hearth.errors import Conflict, Forbidden, HearthError, NotFound, ValidationError
 from hearth.store.port import (
     FinishItem,
+    Grant,
     HeartbeatItem,
     ItemResult,
     JobFilter,
@@ -186,19 +187,20 @@ class SqlStore(SqlSecurity):
 
     # -- jobs ----------------------------------------------------------------------------
     def submit(self, specs: Sequence[JobSpec], *, now: float,
-               new_id: Callable[[], str]) -> list[Submitted]:
+               new_id: Callable[[], str],
+               grants: Mapping[int, Grant] | None = None) -> list[Submitted]:
         # Two transactions racing on one idempotency key: the loser's insert violates
         # the unique constraint; run it again and it finds the winner's job.
         for _ in range(3):
             try:
-                return self._submit(specs, now, new_id)
+                return self._submit(specs, now, new_id, grants or {})
             except Conflict:
                 if not any(s.idempotency_key for s in specs):
                     raise
-        return self._submit(specs, now, new_id)
+        return self._submit(specs, now, new_id, grants or {})
 
-    def _submit(self, specs: Sequence[JobSpec], now: float,
-                new_id: Callable[[], str]) -> list[Submitted]:
+    def _submit(self, specs: Sequence[JobSpec], now: float, new_id: Callable[[], str],
+                grants: Mapping[int, Grant]) -> list[Submitted]:
         with self._b.write() as tx:
             keyed = {(s.namespace, s.idempotency_key) for s in specs if s.idempotency_key}
             existing: dict[tuple[str, str], Job] = {}
@@ -209,28 +211,40 @@ class SqlStore(SqlSecurity):
                     found = codec.job_from_values(row)
                     existing[(found.namespace, found.idempotency_key or "")] = found
             out: list[Submitted] = []
-            created: list[tuple[Job, Event]] = []
-            for spec in specs:
+            created: list[Job] = []
+            events: list[Event] = []
+            granted: set[str] = set()
+            for index, spec in enumerate(specs):
                 key = (spec.namespace, spec.idempotency_key) if spec.idempotency_key else None
                 if key is not None and key in existing:
                     out.append(Submitted(existing[key], created=False))
                     continue
                 job, ev = tr.create(spec, new_id(), now)
-                created.append((job, ev))
+                events.append(ev)
+                grant = grants.get(index)
+                if grant is not None and job.run_at <= now:
+                    job, ev = tr.lease(job, worker=grant.worker, token=grant.token, now=now)
+                    events.append(ev)
+                    granted.add(grant.worker)
+                created.append(job)
                 out.append(Submitted(job, created=True))
                 if key is not None:
                     existing[key] = job
             if created:
-                self._b.rows.insert(tx, jobs, [codec.job_to_row(j) for j, _ in created])
+                self._b.rows.insert(tx, jobs, [codec.job_to_row(j) for j in created])
                 delta = self._delta(tx)
                 if delta is not None:
-                    for j, _ in created:
+                    for j in created:
                         delta.add(j.namespace, j.kind, STATE_TEXT[j.state])
-                refs = [{"job_id": j.id, "digest": d} for j, _ in created
+                refs = [{"job_id": j.id, "digest": d} for j in created
                         for d in {b.digest for b in j.input_blobs}]
                 self._b.rows.insert(tx, job_blobs, refs)
-                self._b.notify(tx, {j.kind for j, _ in created})
-                self._append_events(tx, [e for _, e in created])
+                for worker in sorted(granted):
+                    self._touch(tx, worker, now)
+                leasable = {j.kind for j in created if j.state in LEASABLE_STATES}
+                if leasable:  # other coordinators only need waking for work they can lease
+                    self._b.notify(tx, leasable)
+                self._append_events(tx, events)
             return out
 
     def get(self, job_id: str) -> Job:
