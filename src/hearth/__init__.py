@@ -7,7 +7,8 @@ The public Python API, in one place::
 ``import hearth`` stays cheap and never loads the coordinator's stack (FastAPI,
 SQLAlchemy, uvicorn): the errors are imported at once (one small module), everything
 else on first use through the module ``__getattr__`` below. The client and the worker
-need only aiohttp and pydantic, so a worker machine never imports the server side.
+need only pydantic and httptools (aiohttp for blob transfers and streams), so a worker
+machine never imports the server side.
 ``tests/unit/test_public_api.py`` pins ``__all__`` and these import rules.
 """
 

@@ -59,7 +59,9 @@ ERRORS = ["Conflict", "Forbidden", "HearthError", "InvalidTransition", "NotFound
 #: The coordinator's stack: never loaded by users of the client or the worker.
 SERVER_MODULES = ("sqlalchemy", "fastapi", "uvicorn", "alembic", "starlette")
 #: What the client and the worker need; loaded on first use, not by ``import hearth``.
-CLIENT_MODULES = ("pydantic", "aiohttp")
+CLIENT_MODULES = ("pydantic", "httptools")
+#: Loaded only for the first blob upload or streamed answer (hearth.client.http).
+STREAM_MODULES = ("aiohttp",)
 
 
 def test_all_is_pinned_and_sorted() -> None:
@@ -101,6 +103,17 @@ def test_import_hearth_does_not_load_the_server_stack() -> None:
 def test_import_hearth_loads_the_client_stack_only_on_first_use() -> None:
     assert _loaded_after("import hearth", CLIENT_MODULES) == set()
     assert _loaded_after("import hearth\nhearth.Client", CLIENT_MODULES) == set(CLIENT_MODULES)
+
+
+def test_aiohttp_is_loaded_only_for_uploads_and_streams() -> None:
+    assert _loaded_after("import hearth\nhearth.Client\nhearth.Worker", STREAM_MODULES) == set()
+    code = ("import asyncio\nfrom hearth.client.http import HttpCore\n"
+            "core = HttpCore('http://127.0.0.1:9', None, timeout=1)\n"
+            "async def main():\n"
+            "    async with core.stream('GET', '/v1/watch'):\n"
+            "        pass\n"
+            "try:\n    asyncio.run(main())\nexcept Exception:\n    pass")
+    assert _loaded_after(code, STREAM_MODULES) == set(STREAM_MODULES)
 
 
 def test_the_whole_public_api_does_not_load_the_server_stack() -> None:

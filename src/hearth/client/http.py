@@ -1,10 +1,15 @@
-"""The HTTP core of the client: one keep-alive connection pool and the error mapping.
+"""The HTTP core of the client: keep-alive connections and the error mapping.
 
 Every request of :class:`hearth.client.AsyncClient` goes through :class:`HttpCore`, so
 there is one place that turns an error answer (``{"error": ..., "code": ...}``) back
 into the :mod:`hearth.errors` class the coordinator raised, and one place that turns a
 refused connection or a timeout into :class:`hearth.errors.Unavailable` with a sentence
 saying what to do.
+
+Whole-body exchanges (every API call but blob uploads and streamed answers) go over
+the lean connections of :mod:`hearth.client.conn`; uploads and streams go through
+aiohttp, which is imported the first time one is made (a worker that moves no blobs
+never loads it).
 
 It must never put the token into a message, a log line or an exception: the token
 lives in the ``Authorization`` header of the pool and nowhere else.
@@ -19,14 +24,15 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode, urlsplit
 
-import aiohttp
 import orjson
-import yarl
 from pydantic import BaseModel
 
 from hearth import __version__
+from hearth.client.conn import ConnectFailed, Disconnected, Pool, request_head
 from hearth.errors import (
     Conflict,
     Forbidden,
@@ -39,6 +45,9 @@ from hearth.errors import (
     Unavailable,
     ValidationError,
 )
+
+if TYPE_CHECKING:
+    import aiohttp
 
 _KNOWN: tuple[type[HearthError], ...] = (
     ValidationError, PayloadTooLarge, NotFound, Conflict, InvalidTransition, StaleLease,
@@ -172,9 +181,7 @@ def unavailable(url: str, exc: Exception, timeout: float | None = None,
     refused = tls_failure(url, exc)
     if refused is not None:
         return Unauthorized(refused)
-    if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError) or (
-            isinstance(exc, aiohttp.ClientOSError)
-            and not isinstance(exc, aiohttp.ClientConnectorError)):
+    if isinstance(exc, Disconnected) or _dropped_by_aiohttp(exc):
         if url.startswith("https://"):
             return _refused_certificate(url, cert)
         return Unavailable(
@@ -193,6 +200,17 @@ def unavailable(url: str, exc: Exception, timeout: float | None = None,
         f"could not reach the Hearth coordinator at {url} ({detail}); is the coordinator "
         "running? start it with `hearth up`"
     )
+
+
+def _dropped_by_aiohttp(exc: Exception) -> bool:
+    """An aiohttp failure after the connection was made (only loaded if it is)."""
+    import sys
+
+    aiohttp = sys.modules.get("aiohttp")
+    return aiohttp is not None and (
+        isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError) or (
+            isinstance(exc, aiohttp.ClientOSError)
+            and not isinstance(exc, aiohttp.ClientConnectorError)))
 
 
 def model_body(model: BaseModel) -> bytes:
@@ -275,11 +293,11 @@ def _query(params: Params | None) -> list[tuple[str, str]] | None:
 class HttpCore:
     """A pooled HTTP/1.1 connection to one coordinator, with errors mapped.
 
-    Built on aiohttp: a round trip to a local coordinator costs about half of what it
-    costs through httpx (0.35 to 0.5 ms against 0.8 to 1.1 ms at the median, measured on
-    ``POST /v1/jobs``), and a job's latency is two such trips (its submit, and the
-    lease answer that carries it to a worker). The session is made on first use, on
-    the loop that uses it."""
+    A job's latency is two round trips (its submit, and the lease answer that carries
+    it to a worker), so the whole-body exchanges take the shortest path there is
+    (:mod:`hearth.client.conn`); aiohttp, which cost half of httpx here, carries blob
+    uploads and streams. Connections are made on first use, on the loop that uses
+    them."""
 
     #: Longest wait for a TCP connection: a coordinator that does not accept one within
     #: this is unreachable (a LAN answers in milliseconds), whatever the read timeout.
@@ -296,13 +314,35 @@ class HttpCore:
         self.url = url.rstrip("/")
         self.timeout = timeout
         self._cert = cert
+        self._ssl_context = ssl_context
         self._ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
         self._session: aiohttp.ClientSession | None = None
+        self._pool: Pool | None = None
         self._closed = False
 
     def retarget(self, url: str) -> None:
         """Send later requests to ``url`` (the same coordinator at a new address)."""
         self.url = url.rstrip("/")
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
+    def _lean(self) -> Pool:
+        if self._closed:
+            raise RuntimeError("this client is closed; create a new one")
+        if self._pool is None:
+            parts = urlsplit(self.url)
+            tls = parts.scheme == "https"
+            context = self._ssl_context
+            if tls and context is None:
+                context = ssl.create_default_context()
+            host = parts.hostname or "127.0.0.1"
+            self._pool = Pool(host, parts.port or (443 if tls else 80),
+                              ssl_context=context if tls else None,
+                              limit=self.MAX_CONNECTIONS,
+                              connect_timeout=min(self.timeout, self.CONNECT_TIMEOUT))
+            self._host = parts.netloc.rsplit("@", 1)[-1]
+        return self._pool
 
     @property
     def closed(self) -> bool:
@@ -312,6 +352,9 @@ class HttpCore:
         if self._closed:
             raise RuntimeError("this client is closed; create a new one")
         if self._session is None:
+            import aiohttp
+
+
             connector = aiohttp.TCPConnector(limit=self.MAX_CONNECTIONS, ssl=self._ssl,
                                              use_dns_cache=True)
             self._session = aiohttp.ClientSession(
@@ -321,11 +364,16 @@ class HttpCore:
 
     async def aclose(self) -> None:
         self._closed = True
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
         session, self._session = self._session, None
         if session is not None:
             await session.close()
 
     def _timeout(self, extra: float, read: float | None = None) -> aiohttp.ClientTimeout:
+        import aiohttp
+
         """The client timeout, lengthened for a long-poll that waits ``extra`` seconds:
         it bounds the connect and each read, not the whole exchange (a big blob may
         take longer than ``timeout`` to arrive, as long as it keeps arriving)."""
@@ -334,7 +382,9 @@ class HttpCore:
                                      sock_read=(self.timeout if read is None else read)
                                      + extra)
 
-    def _target(self, path: str) -> yarl.URL:
+    def _target(self, path: str) -> Any:
+        import yarl
+
         return yarl.URL(self.url + path, encoded=True)
 
     async def request(
@@ -349,13 +399,46 @@ class HttpCore:
         wait: float = 0.0,
     ) -> Answer:
         """Send one request; raise the mapped error for any status of 400 or more."""
-        session = self._open()
         all_headers = dict(headers or {})
         if body is not None:
             all_headers["content-type"] = "application/json"
             content = body
+        if content is None or (isinstance(content, bytes) and len(content) <= LARGE_BODY):
+            answer = await self._exchange(method, path, content, params, all_headers, wait)
+        else:
+            answer = await self._aiohttp_request(method, path, content, params, all_headers,
+                                                 wait)
+        if answer.status_code >= 400:
+            raise _error_from_answer(answer, self.url)
+        return answer
+
+    async def _exchange(self, method: str, path: str, content: bytes | None,
+                        params: Params | None, headers: dict[str, str], wait: float
+                        ) -> Answer:
+        pool = self._lean()
+        query = _query(params)
+        target = f"{path}?{urlencode(query)}" if query else path
+        head = request_head(method, target, self._host, {**self._headers, **headers},
+                            None if content is None else len(content))
+        try:
+            status, got, data = await pool.exchange(head, content, self.timeout + wait)
+        except (ConnectFailed, Disconnected, TimeoutError) as exc:
+            raise unavailable(self.url, exc, self.timeout + wait, self._cert) from exc
+        try:
+            reason = HTTPStatus(status).phrase
+        except ValueError:
+            reason = ""
+        return Answer(status, reason, got, data)
+
+    async def _aiohttp_request(self, method: str, path: str, content: Any,
+                               params: Params | None, headers: dict[str, str], wait: float
+                               ) -> Answer:
+        import aiohttp
+
+        session = self._open()
         if isinstance(content, bytes) and len(content) > LARGE_BODY:
             content = io.BytesIO(content)  # written in pieces, not in one call
+        all_headers = headers
         try:
             async with session.request(
                     method, self._target(path), data=content, params=_query(params),
@@ -364,8 +447,6 @@ class HttpCore:
                 answer = await _read_answer(response)
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise unavailable(self.url, exc, self.timeout + wait, self._cert) from exc
-        if answer.status_code >= 400:
-            raise _error_from_answer(answer, self.url)
         return answer
 
     @asynccontextmanager
@@ -379,6 +460,8 @@ class HttpCore:
         read_timeout: float | None = None,
     ) -> AsyncIterator[Stream]:
         """A streamed answer; transport errors while reading it become ``Unavailable``."""
+        import aiohttp
+
         session = self._open()
         try:
             async with session.request(method, self._target(path), params=_query(params),
