@@ -52,7 +52,7 @@ from hearth.domain.jobs import ErrorInfo, Job, JobSpec, JobState, Progress, Resu
 from hearth.domain.retry import Backoff
 from hearth.errors import Forbidden, InvalidTransition, StaleLease
 from hearth.store import FinishItem, HeartbeatItem, JobFilter, Store, open_store
-from hearth.store.port import OutcomeKind
+from hearth.store.port import Grant, OutcomeKind
 
 from . import FuzzBudget
 
@@ -200,8 +200,14 @@ class QueueMachine(RuleBasedStateMachine):
 
     @rule(data=st.data(), count=st.integers(1, 3))
     def submit(self, data: st.DataObject, count: int) -> None:
+        """Submit jobs; some go straight to a waiting worker (a grant: the hand-over
+        of a submit to an idle lease poll), which must be exactly a lease."""
         specs = []
-        for _ in range(count):
+        grants: dict[int, Grant] = {}
+        for index in range(count):
+            grant_to = data.draw(st.sampled_from([None, None, *WORKERS]), label="grant")
+            if grant_to is not None:
+                grants[index] = Grant(grant_to, new_token())
             specs.append(JobSpec(
                 kind=self.kind,
                 namespace=self.namespace,
@@ -214,16 +220,15 @@ class QueueMachine(RuleBasedStateMachine):
                                           label="key"),
                 backoff=BACKOFF,
             ))
-        results = self.store.submit(specs, now=self.now, new_id=new_id)
+        results = self.store.submit(specs, now=self.now, new_id=new_id, grants=grants)
         assert len(results) == len(specs)
-        for spec, res in zip(specs, results, strict=True):
+        for index, (spec, res) in enumerate(zip(specs, results, strict=True)):
             key = spec.idempotency_key
             if key is not None and key in self.keys:
                 assert not res.created and res.job.id == self.keys[key]
                 continue
             assert res.created and res.job.id not in self.jobs
-            assert res.job.state is S.QUEUED and res.job.attempt == 0
-            self.jobs[res.job.id] = Expected(
+            job = self.jobs[res.job.id] = Expected(
                 id=res.job.id, order=self.submitted, priority=spec.priority,
                 run_at=self.now + spec.delay, max_attempts=spec.max_attempts,
                 lease_ttl=spec.lease_ttl, timeout=spec.timeout)
@@ -231,6 +236,20 @@ class QueueMachine(RuleBasedStateMachine):
             if key is not None:
                 self.keys[key] = res.job.id
             self.pending.append((res.job.id, "submitted"))
+            grant = grants.get(index)
+            if grant is None or job.run_at > self.now:
+                assert res.job.state is S.QUEUED and res.job.attempt == 0
+                continue
+            expires = self.now + job.lease_ttl
+            if job.timeout is not None:
+                expires = min(expires, self.now + job.timeout)
+            assert res.job.state is S.LEASED and res.job.worker == grant.worker
+            assert res.job.lease_token == grant.token and res.job.attempt == 1
+            assert res.job.lease_expires_at == expires
+            job.state, job.attempt, job.worker = S.LEASED, 1, grant.worker
+            job.token, job.leased_at, job.expires = grant.token, self.now, expires
+            job.tokens.append(grant.token)
+            self.pending.append((job.id, "leased"))
 
     @rule(worker=st.sampled_from(WORKERS), limit=st.integers(1, 3))
     def lease(self, worker: str, limit: int) -> None:
