@@ -101,8 +101,62 @@ class Backend:
         self.write_engine.dispose()
 
 
+#: Seconds between two WAL checkpoints while there are commits (see _Checkpointer).
+CHECKPOINT_EVERY = 0.25
+
+
+class _Checkpointer:
+    """Copies committed pages from the WAL into the database file, on its own thread
+    and connection, every :data:`CHECKPOINT_EVERY` seconds while there are commits.
+
+    SQLite's automatic checkpoint runs inside the commit that crosses 1,000 WAL
+    pages, and in ``synchronous=NORMAL`` it ends with an fsync of the database file:
+    a commit on the coordinator's event loop then took several milliseconds, which
+    W2 showed as its p99. The writer connections turn it off
+    (``wal_autocheckpoint=0``); ``PASSIVE`` checkpoints here never wait for the writer
+    or the readers, and the writer starts the WAL over once one has copied
+    everything (so the file stays bounded). The last connection to close checkpoints
+    whatever is left."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self.dirty = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="hearth-sqlite-checkpoint",
+                                        daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        conn: sqlite3.Connection | None = None
+        failing = False
+        try:
+            while not self._stop.wait(CHECKPOINT_EVERY):
+                if not self.dirty:
+                    continue
+                self.dirty = False
+                try:
+                    if conn is None:
+                        conn = sqlite3.connect(self._path, timeout=30, isolation_level=None,
+                                               check_same_thread=False)
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                    failing = False
+                except sqlite3.Error as exc:
+                    if not failing:  # once per bad spell, not every 250 ms
+                        log.warning("cannot checkpoint the SQLite WAL of %s (retrying): %s",
+                                    self._path, exc)
+                    failing = True
+        finally:
+            if conn is not None:
+                conn.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
 class SqliteBackend(Backend):
-    """One writer connection (``BEGIN IMMEDIATE``) behind a lock, and WAL readers.
+    """One writer connection (``BEGIN IMMEDIATE``) behind a lock, and WAL readers;
+    a :class:`_Checkpointer` thread keeps the WAL short.
 
     ``synchronous=NORMAL`` in WAL mode (the default here) keeps every committed
     transaction across process crashes (``kill -9``); add ``?synchronous=full`` to
@@ -133,12 +187,14 @@ class SqliteBackend(Backend):
         self._write_lock = threading.Lock()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
+        self._checkpointer: _Checkpointer | None = None
         self._closed = False
 
     def _configure(self, conn: Any) -> None:
         conn.isolation_level = None  # we issue BEGIN ourselves
         cur = conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA wal_autocheckpoint=0")  # the _Checkpointer's job
         cur.execute(f"PRAGMA synchronous={self.synchronous}")
         cur.execute("PRAGMA busy_timeout=30000")
         cur.execute("PRAGMA foreign_keys=OFF")
@@ -158,7 +214,10 @@ class SqliteBackend(Backend):
         with translate_errors(), self._write_lock:
             if self._writer is None:
                 self._writer = self._connect()
+            if self._checkpointer is None:
+                self._checkpointer = _Checkpointer(self.path)
             yield from self._transaction(self._writer, "BEGIN IMMEDIATE")
+            self._checkpointer.dirty = True
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Tx]:
@@ -220,6 +279,8 @@ class SqliteBackend(Backend):
         return orjson.dumps(list(values)).decode()
 
     def dispose(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
         with self._write_lock, self._readers_lock:
             self._closed = True
             for conn in [*self._readers, *([self._writer] if self._writer else [])]:
