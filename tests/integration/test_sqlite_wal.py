@@ -64,3 +64,46 @@ def test_without_the_checkpointer_the_wal_would_grow(
         assert _wal(path) > 7_000_000
     finally:
         store.close()
+
+
+def _steady_writes(store: object, path: Path, seconds: float) -> tuple[int, int]:
+    """Commits back to back for ``seconds``: (the largest WAL seen, commits made)."""
+    largest = commits = 0
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        _submit(store, 8)  # about 64 KB of pages per commit
+        commits += 1
+        largest = max(largest, _wal(path))
+    return largest, commits
+
+
+def test_under_steady_writes_the_wal_is_still_started_over(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With commits back to back one always lands while a checkpoint runs, so no
+    checkpoint alone ever copies the whole WAL; past the limit, one runs with the
+    writer held back, and the next commit starts the WAL over."""
+    monkeypatch.setattr(backend, "CHECKPOINT_EVERY", 0.02)
+    monkeypatch.setattr(backend, "WAL_PAGES_LIMIT", 256)  # 1 MiB
+    path = tmp_path / "hearth.db"
+    store = open_store(f"sqlite:///{path}")
+    try:
+        largest, commits = _steady_writes(store, path, 2.0)
+        assert commits * 64_000 > 30_000_000, commits  # the WAL would have grown past it
+        assert largest < 12_000_000, largest
+        assert sum(c.count for c in store.counts()) == commits * 8
+    finally:
+        store.close()
+
+
+def test_under_steady_writes_without_the_limit_the_wal_grows(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The control for the test above: PASSIVE checkpoints alone, racing the writer."""
+    monkeypatch.setattr(backend, "CHECKPOINT_EVERY", 0.02)
+    monkeypatch.setattr(backend, "WAL_PAGES_LIMIT", 10**9)
+    path = tmp_path / "hearth.db"
+    store = open_store(f"sqlite:///{path}")
+    try:
+        largest, commits = _steady_writes(store, path, 2.0)
+        assert largest > 20_000_000, (largest, commits)
+    finally:
+        store.close()

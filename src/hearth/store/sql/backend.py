@@ -103,6 +103,9 @@ class Backend:
 
 #: Seconds between two WAL checkpoints while there are commits (see _Checkpointer).
 CHECKPOINT_EVERY = 0.25
+#: WAL pages (4 KiB each) past which a checkpoint holds the writer back (see
+#: _Checkpointer): about 16 MiB.
+WAL_PAGES_LIMIT = 4096
 
 
 class _Checkpointer:
@@ -114,13 +117,22 @@ class _Checkpointer:
     a commit on the coordinator's event loop then took several milliseconds, which
     W2 showed as its p99. The writer connections turn it off
     (``wal_autocheckpoint=0``); ``PASSIVE`` checkpoints here never wait for the writer
-    or the readers, and the writer starts the WAL over once one has copied
-    everything (so the file stays bounded). The last connection to close checkpoints
-    whatever is left."""
+    or the readers.
+
+    The writer starts the WAL over only when a checkpoint has copied every page in
+    it, and under a steady stream of commits one always lands while the checkpoint
+    runs: the WAL then grew by about 15 MB/s (W4 with a million jobs queued). So once
+    it holds more than :data:`WAL_PAGES_LIMIT` pages, the thread marks itself
+    ``behind`` and the writer, after its next commit, runs a ``RESTART`` checkpoint
+    itself, with no commit in between (it waits for a checkpoint running on the thread
+    and copies the few pages left); the commit after that starts the WAL over. That
+    costs one commit a checkpoint's pause, only under heavy write load. The last
+    connection to close checkpoints whatever is left."""
 
     def __init__(self, path: Path) -> None:
         self._path = path
         self.dirty = False
+        self.behind = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="hearth-sqlite-checkpoint",
                                         daemon=True)
@@ -138,7 +150,7 @@ class _Checkpointer:
                     if conn is None:
                         conn = sqlite3.connect(self._path, timeout=30, isolation_level=None,
                                                check_same_thread=False)
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                    self._checkpoint(conn)
                     failing = False
                 except sqlite3.Error as exc:
                     if not failing:  # once per bad spell, not every 250 ms
@@ -148,6 +160,12 @@ class _Checkpointer:
         finally:
             if conn is not None:
                 conn.close()
+
+    def _checkpoint(self, conn: sqlite3.Connection) -> None:
+        # (busy, pages in the WAL, pages copied): the copy always reaches the pages
+        # there were when it began, but a WAL past the limit has not started over.
+        _, pages, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        self.behind = pages > WAL_PAGES_LIMIT
 
     def stop(self) -> None:
         self._stop.set()
@@ -217,7 +235,11 @@ class SqliteBackend(Backend):
             if self._checkpointer is None:
                 self._checkpointer = _Checkpointer(self.path)
             yield from self._transaction(self._writer, "BEGIN IMMEDIATE")
-            self._checkpointer.dirty = True
+            checkpointer = self._checkpointer
+            checkpointer.dirty = True
+            if checkpointer.behind:  # see _Checkpointer: the WAL is not starting over
+                checkpointer.behind = False
+                self._writer.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Tx]:
