@@ -283,6 +283,10 @@ def main() -> None:
     for workload in args.workload_list:
         for system in args.system_list:
             print(f"{workload} {system} ...", end=" ", flush=True)
+            # Every part starts with the page cache written out: what the install or
+            # the previous part left dirty would otherwise be flushed during this one,
+            # and slow the fsyncs of whichever system happens to come next.
+            os.sync()
             load = os.getloadavg()[0]
             began = time.perf_counter()
             result = run_part(system, workload, args, install_error)
