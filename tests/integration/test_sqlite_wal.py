@@ -80,8 +80,8 @@ def _steady_writes(store: object, path: Path, seconds: float) -> tuple[int, int]
 def test_under_steady_writes_the_wal_is_still_started_over(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """With commits back to back one always lands while a checkpoint runs, so no
-    checkpoint alone ever copies the whole WAL; past the limit, one runs with the
-    writer held back, and the next commit starts the WAL over."""
+    checkpoint alone ever copies the whole WAL; past the limit, the writer runs one
+    itself after its commit, and the next commit starts the WAL over."""
     monkeypatch.setattr(backend, "CHECKPOINT_EVERY", 0.02)
     monkeypatch.setattr(backend, "WAL_PAGES_LIMIT", 256)  # 1 MiB
     path = tmp_path / "hearth.db"

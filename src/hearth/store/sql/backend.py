@@ -103,9 +103,13 @@ class Backend:
 
 #: Seconds between two WAL checkpoints while there are commits (see _Checkpointer).
 CHECKPOINT_EVERY = 0.25
-#: WAL pages (4 KiB each) past which a checkpoint holds the writer back (see
+#: WAL pages (4 KiB each) past which the writer checkpoints after its commit (see
 #: _Checkpointer): about 16 MiB.
 WAL_PAGES_LIMIT = 4096
+#: Milliseconds that writer's checkpoint waits for readers still on old pages.
+CATCH_UP_WAIT_MS = 200
+#: Milliseconds a connection waits for a lock held by another connection.
+BUSY_WAIT_MS = 30_000
 
 
 class _Checkpointer:
@@ -214,7 +218,7 @@ class SqliteBackend(Backend):
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA wal_autocheckpoint=0")  # the _Checkpointer's job
         cur.execute(f"PRAGMA synchronous={self.synchronous}")
-        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute(f"PRAGMA busy_timeout={BUSY_WAIT_MS}")
         cur.execute("PRAGMA foreign_keys=OFF")
         cur.execute("PRAGMA cache_size=-65536")
         cur.close()
@@ -235,11 +239,26 @@ class SqliteBackend(Backend):
             if self._checkpointer is None:
                 self._checkpointer = _Checkpointer(self.path)
             yield from self._transaction(self._writer, "BEGIN IMMEDIATE")
-            checkpointer = self._checkpointer
-            checkpointer.dirty = True
-            if checkpointer.behind:  # see _Checkpointer: the WAL is not starting over
-                checkpointer.behind = False
-                self._writer.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
+            self._checkpointer.dirty = True
+            if self._checkpointer.behind:
+                self._catch_up(self._writer)
+
+    def _catch_up(self, writer: Any) -> None:
+        """After a commit, when the WAL is not starting over (see
+        :class:`_Checkpointer`): a ``RESTART`` checkpoint, waiting for readers on old
+        pages at most :data:`CATCH_UP_WAIT_MS`. Its transaction is committed already,
+        so a failure here is logged, never raised: the thread tries again."""
+        assert self._checkpointer is not None
+        self._checkpointer.behind = False
+        try:
+            writer.execute(f"PRAGMA busy_timeout={CATCH_UP_WAIT_MS}")
+            try:
+                writer.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
+            finally:
+                writer.execute(f"PRAGMA busy_timeout={BUSY_WAIT_MS}")
+        except sqlite3.Error as exc:
+            log.warning("cannot checkpoint the SQLite WAL of %s (retrying): %s",
+                        self.path, exc)
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Tx]:
