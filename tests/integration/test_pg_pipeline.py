@@ -98,3 +98,36 @@ def test_connections_the_server_dropped_cost_no_request(store: SqlStore, pg_url:
     leased = store.lease(worker="w", kinds=["k"], limit=10, now=time.time(),
                          new_token=lambda: new_job_id())
     assert len(leased) == 4
+
+
+def test_a_batch_write_keeps_types_nulls_bytes_and_order(store: SqlStore) -> None:
+    """One ``json_to_recordset`` statement per batch: every column comes back with its
+    type; bytes in any row (not only the first) survive; inserts keep their order."""
+    from sqlalchemy import select
+
+    from hearth.store.sql.bulk import KEY
+    from hearth.store.sql.schema import job_events, jobs
+
+    ids = [submit(store) for _ in range(3)]
+    rows = [{KEY: ids[0], "result_payload": None, "progress_percent": 12.5,
+             "cancel_requested": True, "attempt": 7, "progress_message": "naïve \"q\""},
+            {KEY: ids[1], "result_payload": b"\x00\xffraw", "progress_percent": None,
+             "cancel_requested": False, "attempt": 0, "progress_message": None},
+            {KEY: ids[2], "result_payload": b"", "progress_percent": 0.0,
+             "cancel_requested": False, "attempt": 2**31 - 1, "progress_message": ""}]
+    events = [{"job_id": ids[i % 3], "namespace": "default", "kind": "k", "type": f"t{i}",
+               "at": 1.5 + i, "state": "queued", "attempt": i, "worker": None, "data": "{}"}
+              for i in range(50)]
+    with store._b.write() as tx:
+        store._b.rows.update(tx, jobs, rows)
+        store._b.rows.insert(tx, job_events, events)
+    with store._b.read() as tx:
+        got = {r[0]: tuple(r[1:]) for r in tx.rows(select(
+            jobs.c.id, jobs.c.result_payload, jobs.c.progress_percent,
+            jobs.c.cancel_requested, jobs.c.attempt, jobs.c.progress_message))}
+        types = [r[0] for r in tx.rows(select(job_events.c.type).where(
+            job_events.c.type.like("t%")).order_by(job_events.c.seq))]
+    assert got[ids[0]] == (None, 12.5, True, 7, "naïve \"q\"")
+    assert got[ids[1]] == (b"\x00\xffraw", None, False, 0, None)
+    assert got[ids[2]] == (b"", 0.0, False, 2**31 - 1, "")
+    assert types == [f"t{i}" for i in range(50)]

@@ -167,6 +167,10 @@ class Tx:
     def close(self) -> None:
         self._cur.close()
 
+    @property
+    def dialect(self) -> Dialect:
+        return self._compiler.dialect
+
     def prepare(self, stmt: ClauseElement) -> None:
         """Compile ``stmt`` once for good (see :meth:`Compiler.prepare`)."""
         self._compiler.prepare(stmt)
