@@ -7,7 +7,9 @@ Indexes follow the hot queries:
 - ``ix_jobs_lease``: leasing scans due jobs of one kind in (priority desc, run_at, seq)
   order; partial on the leasable states so finished jobs never slow it down;
 - ``ix_jobs_due``: the earliest future ``run_at`` per kind (waking long-polls);
-- ``ix_jobs_leased``: lease expiry for the reaper; ``ix_jobs_finished``: retention.
+- ``ix_jobs_leased``: lease expiry for the reaper; ``ix_jobs_finished``: retention;
+- ``uq_jobs_idempotency`` and ``ix_jobs_parent`` hold only jobs with a key or a parent
+  (most have neither; on PostgreSQL every lease and outcome rewrote a NULL entry).
 
 ``certificates`` and ``api_tokens`` back mutual-TLS enrollment and API tokens. A
 token's secret is never stored, only its SHA-256. ``uq_api_tokens_live_name`` is
@@ -28,7 +30,6 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    UniqueConstraint,
     text,
 )
 
@@ -79,7 +80,15 @@ jobs = Table(
     Column("created_at", Double, nullable=False),
     Column("updated_at", Double, nullable=False),
     Column("finished_at", Double, nullable=True),
-    UniqueConstraint("namespace", "idempotency_key", name="uq_jobs_idempotency"),
+)
+# Unique among keyed jobs only; most jobs have no key and take no index entry.
+Index(
+    "uq_jobs_idempotency",
+    jobs.c.namespace,
+    jobs.c.idempotency_key,
+    unique=True,
+    sqlite_where=text("idempotency_key IS NOT NULL"),
+    postgresql_where=text("idempotency_key IS NOT NULL"),
 )
 
 Index(
@@ -110,7 +119,12 @@ Index(
     sqlite_where=text("finished_at IS NOT NULL"),
     postgresql_where=text("finished_at IS NOT NULL"),
 )
-Index("ix_jobs_parent", jobs.c.parent)
+Index(
+    "ix_jobs_parent",
+    jobs.c.parent,
+    sqlite_where=text("parent IS NOT NULL"),
+    postgresql_where=text("parent IS NOT NULL"),
+)
 
 job_events = Table(
     "job_events",
