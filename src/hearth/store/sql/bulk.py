@@ -83,66 +83,58 @@ class JsonRowWriter(RowWriter):
 
     def __init__(self) -> None:
         super().__init__()
-        #: The bytes columns of each built statement, sent as hex.
-        self._binary: dict[tuple[str, tuple[str, ...]], tuple[str, ...]] = {}
-
-    def _source(self, tx: Tx, table: Table, columns: tuple[str, ...]) -> tuple[str, dict[str, str]]:
-        """``ROWS FROM (json_to_recordset(:rows) AS (...)) WITH ORDINALITY AS v(...)``
-        and the SQL expression that reads each column from it."""
-        dialect = tx.dialect
-        quote = dialect.identifier_preparer.quote
-        defs, values = [], {}
-        for name in columns:
-            target = table.c["id" if name == KEY else name]
-            binary = isinstance(target.type, LargeBinary)
-            kind = "TEXT" if binary else target.type.compile(dialect=dialect)
-            defs.append(f"{quote(name)} {kind}")
-            read = f"v.{quote(name)}"
-            values[name] = f"decode({read}, 'hex')" if binary else read
-        names = ", ".join(quote(name) for name in columns)
-        source = (f"ROWS FROM (json_to_recordset(CAST(:rows AS JSON)) AS ({', '.join(defs)}))"
-                  f" WITH ORDINALITY AS v({names}, ord)")
-        return source, values
-
-    def _build(self, tx: Tx, table: Table, columns: tuple[str, ...], *,
-               update: bool) -> ClauseElement:
-        source, values = self._source(tx, table, columns)
-        quote = tx.dialect.identifier_preparer.quote
-        name = quote(table.name)
-        if update:
-            sets = ", ".join(f"{quote(c)} = {values[c]}" for c in columns if c != KEY)
-            sql = f"UPDATE {name} SET {sets} FROM {source} WHERE {name}.id = {values[KEY]}"
-        else:
-            sql = (f"INSERT INTO {name} ({', '.join(quote(c) for c in columns)}) "
-                   f"SELECT {', '.join(values[c] for c in columns)} FROM {source} "
-                   "ORDER BY v.ord")
-        return text(sql).bindparams(bindparam("rows", type_=Text))
+        #: (table, columns, update?) -> the statement and its bytes columns (sent as hex)
+        self._built: dict[tuple[str, tuple[str, ...], bool],
+                          tuple[ClauseElement, tuple[str, ...]]] = {}
 
     def update(self, tx: Tx, table: Table, rows: Sequence[Params]) -> None:
         if rows:
-            self._write(tx, table, rows, self._updates, update=True)
+            self._write(tx, table, rows, update=True)
 
     def insert(self, tx: Tx, table: Table, rows: Sequence[Params]) -> None:
         if rows:
-            self._write(tx, table, rows, self._inserts, update=False)
+            self._write(tx, table, rows, update=False)
 
-    def _write(self, tx: Tx, table: Table, rows: Sequence[Params],
-               built: dict[tuple[str, tuple[str, ...]], ClauseElement], *,
-               update: bool) -> None:
-        columns = tuple(rows[0])
-        key = (table.name, columns)
-        stmt = built.get(key)
-        if stmt is None:
-            stmt = built[key] = self._build(tx, table, columns, update=update)
-            self._binary[key] = tuple(
-                name for name in columns
-                if isinstance(table.c["id" if name == KEY else name].type, LargeBinary))
+    def _write(self, tx: Tx, table: Table, rows: Sequence[Params], *, update: bool) -> None:
+        key = (table.name, tuple(rows[0]), update)
+        found = self._built.get(key)
+        if found is None:
+            found = self._built[key] = self._build(tx, table, key[1], update=update)
+        stmt, binary = found
         tx.prepare(stmt)
-        binary = self._binary[key]
         if binary:
             rows = [{**row, **{name: row[name].hex() for name in binary
                                if row[name] is not None}} for row in rows]
         tx.execute(stmt, {"rows": orjson.dumps(list(rows)).decode()})
+
+    @staticmethod
+    def _build(tx: Tx, table: Table, columns: tuple[str, ...], *,
+               update: bool) -> tuple[ClauseElement, tuple[str, ...]]:
+        """``UPDATE ... FROM`` or ``INSERT ... SELECT FROM`` the rows of
+        ``ROWS FROM (json_to_recordset(:rows) AS (...)) WITH ORDINALITY AS v(...)``."""
+        quote = tx.dialect.identifier_preparer.quote
+        defs, values, binary = [], {}, []
+        for name in columns:
+            column = table.c["id" if name == KEY else name]
+            read = f"v.{quote(name)}"
+            if isinstance(column.type, LargeBinary):
+                binary.append(name)
+                defs.append(f"{quote(name)} TEXT")
+                values[name] = f"decode({read}, 'hex')"
+            else:
+                defs.append(f"{quote(name)} {column.type.compile(dialect=tx.dialect)}")
+                values[name] = read
+        source = (f"ROWS FROM (json_to_recordset(CAST(:rows AS JSON)) AS ({', '.join(defs)}))"
+                  f" WITH ORDINALITY AS v({', '.join(quote(c) for c in columns)}, ord)")
+        target = quote(table.name)
+        if update:
+            sets = ", ".join(f"{quote(c)} = {values[c]}" for c in columns if c != KEY)
+            sql = f"UPDATE {target} SET {sets} FROM {source} WHERE {target}.id = {values[KEY]}"
+        else:
+            sql = (f"INSERT INTO {target} ({', '.join(quote(c) for c in columns)}) "
+                   f"SELECT {', '.join(values[c] for c in columns)} FROM {source} "
+                   "ORDER BY v.ord")
+        return text(sql).bindparams(bindparam("rows", type_=Text)), tuple(binary)
 
 
 __all__ = ["KEY", "JsonRowWriter", "RowWriter"]
